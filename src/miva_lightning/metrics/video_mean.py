@@ -1,0 +1,82 @@
+"""Base of the per-video metrics (CLIP, motion, fidelity): the mean over videos of one score per video.
+
+Streaming and DDP-exact: float64 sums with `dist_reduce_fx="sum"`. `describe()` says how the number was
+made (definition, backend, n videos, frames, resolution) so every reported value carries its recipe.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+
+def video_from_batch(batch: Mapping[str, Any], key: str = "generated") -> Tensor:
+    """`batch[key]` checked to be a float video batch `b f c h w` (values in [0, 1])."""
+    if not isinstance(batch, Mapping) or key not in batch:
+        keys = list(batch) if isinstance(batch, Mapping) else type(batch).__name__
+        raise KeyError(f"metric needs batch[{key!r}] (a b f c h w video in [0, 1]); got keys {keys}")
+    video = batch[key]
+    if not torch.is_tensor(video) or video.ndim != 5 or not video.is_floating_point():
+        shape = tuple(video.shape) if torch.is_tensor(video) else type(video).__name__
+        raise ValueError(f"batch[{key!r}] must be a float tensor b f c h w in [0, 1]; got {shape}")
+    return video
+
+
+def images_from_batch(batch: Mapping[str, Any], key: str = "images") -> Tensor:
+    """`batch[key]` checked to be a float image batch `b c h w` (values in [0, 1])."""
+    if key not in batch:
+        raise KeyError(f"metric needs batch[{key!r}] (the input images, b c h w in [0, 1]); got keys {list(batch)}")
+    images = batch[key]
+    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"batch[{key!r}] must be a float tensor b c h w in [0, 1]; got {shape}")
+    return images
+
+
+class VideoMeanMetric(Metric):
+    """Mean over all videos seen of a per-video score computed by the subclass in `update`."""
+
+    full_state_update = False
+    higher_is_better: bool | None = None
+    name = "video_mean"
+    definition = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n_videos", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n_skipped", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.frames: int | None = None
+        self.resolution: tuple[int, int] | None = None
+
+    def _accumulate(self, per_video: Tensor, video: Tensor | None = None, skipped: int = 0) -> None:
+        """Add one score per video (b,), and remember the video shape for `describe()`."""
+        per_video = per_video.detach().to(torch.float64).reshape(-1)
+        self.score_sum += per_video.sum().to(self.score_sum.device)
+        self.n_videos += per_video.numel()
+        self.n_skipped += skipped
+        if video is not None:
+            self.frames, self.resolution = int(video.shape[1]), (int(video.shape[-2]), int(video.shape[-1]))
+
+    def compute(self) -> Tensor:
+        if self.n_videos == 0:
+            return torch.tensor(float("nan"), dtype=torch.float64)
+        return self.score_sum / self.n_videos
+
+    def describe_extra(self) -> dict[str, Any]:
+        """Subclass settings (backend, thresholds, feature network) merged into `describe()`."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "metric": self.name,
+            "definition": self.definition,
+            "n_videos": int(self.n_videos),
+            "n_skipped": int(self.n_skipped),
+            "frames": self.frames,
+            "resolution": list(self.resolution) if self.resolution else None,
+            **self.describe_extra(),
+        }
