@@ -1,0 +1,94 @@
+"""Per-call state that MIVA processors need but diffusers never hands them.
+
+Attention processors only receive `cross_attention_kwargs`, and the motion modules receive nothing
+extra at all. So a forward pre-hook on the UNet records, before every call, what the processors read:
+the raw timesteps, the number of frames and the batch size; a forward hook on `unet.time_embedding`
+records the UNet's own timestep embedding temb(t) exactly as the UNet computed it (same dtype handling,
+same `timestep_cond`), so nothing is computed twice.
+
+The state is kept after the call on purpose: gradient checkpointing re-runs processors during
+backward, after the UNet forward has returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+@dataclass
+class CallContext:
+    """What the latest UNet forward looked like (read by every MIVA processor)."""
+
+    timesteps: torch.Tensor | None = None  # (b,) float, one per video
+    temb: torch.Tensor | None = None  # (b, temb_dim): the UNet's own timestep embedding
+    num_frames: int | None = None
+    batch_size: int | None = None
+    hooks: list[RemovableHandle] = field(default_factory=list, repr=False)
+
+    def require(self) -> "CallContext":
+        if self.temb is None or self.num_frames is None or self.batch_size is None:
+            raise RuntimeError(
+                "MIVA processors ran outside a UNet forward (no timestep/frame state captured). "
+                "Call the UNet itself after attach_mivas(), not its attention modules alone."
+            )
+        return self
+
+    def frame_batch(self, tokens: torch.Tensor) -> int:
+        """Number of videos in a `(b f) n c` token tensor; checks it agrees with the captured frames."""
+        self.require()
+        if tokens.shape[0] % self.num_frames:
+            raise RuntimeError(
+                f"token batch {tokens.shape[0]} is not a multiple of num_frames={self.num_frames}; "
+                "MIVA expects spatial tokens laid out as `(b f) n c`."
+            )
+        return tokens.shape[0] // self.num_frames
+
+    def per_video(self, values: torch.Tensor, video_count: int) -> torch.Tensor:
+        """Repeat a per-video tensor when the token batch holds more videos (e.g. a guidance batch)."""
+        if values.shape[0] == video_count:
+            return values
+        if video_count % values.shape[0]:
+            raise RuntimeError(f"cannot broadcast {values.shape[0]} timestep rows over {video_count} videos")
+        return values.repeat_interleave(video_count // values.shape[0], dim=0)
+
+
+def _argument(args: tuple, kwargs: dict[str, Any], position: int, name: str) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else None
+
+
+def install_context(unet: nn.Module) -> CallContext:
+    """Hook `unet` so that each forward fills a fresh `CallContext`; `remove_context` undoes it."""
+    context = CallContext()
+
+    def before_forward(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        sample = _argument(args, kwargs, 0, "sample")
+        timestep = _argument(args, kwargs, 1, "timestep")
+        if sample is None or sample.ndim != 5:
+            raise ValueError("MIVA needs the UNet sample as a 5-D tensor `b c f h w`")
+        batch = sample.shape[0]
+        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).float()
+        context.timesteps = timesteps.expand(batch) if timesteps.numel() == 1 else timesteps
+        context.num_frames = int(sample.shape[2])
+        context.batch_size = int(batch)
+        context.temb = None  # filled by the time-embedding hook of this very call
+
+    def after_time_embedding(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        # Constant for the adapters: the base time embedding is frozen, so no gradient is kept.
+        context.temb = output.detach()
+
+    context.hooks.append(unet.register_forward_pre_hook(before_forward, with_kwargs=True))
+    context.hooks.append(unet.time_embedding.register_forward_hook(after_time_embedding))
+    return context
+
+
+def remove_context(context: CallContext) -> None:
+    for hook in context.hooks:
+        hook.remove()
+    context.hooks.clear()

@@ -1,0 +1,134 @@
+"""Cross-Frame Attention (CFA, "SA adapter"): an extra attention branch beside each spatial
+self-attention `attn1`, added to its output: `attn1(x) + sum_k w_k CFA_k(x)`.
+
+For frame i the keys come from frame 1 and frame i-1 (frame 1's previous frame is itself) through
+attn1's own frozen Wk / Wv; the query uses a trainable copy of Wq and the output a trainable,
+zero-initialised Wo, so an untrained adapter changes nothing. Keys and values are the same for every
+attached adapter and are computed once per layer and call; only Q, w(t) and Wo differ per adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.nn import functional as F
+
+from miva_lightning.adapters.context import CallContext
+from miva_lightning.adapters.weighting import build_weighting
+
+CFA_VARIANTS = ("joint", "separate")
+
+
+class CrossFrameAdapter(nn.Module):
+    """One adapter's trainable part of one CFA layer: Wq', Wo' and its weighting module."""
+
+    def __init__(
+        self,
+        query_dim: int,
+        inner_dim: int,
+        temb_dim: int,
+        variant: str = "joint",
+        weighting: str = "adaptive",
+        tau: float = 0.2,
+        fixed_weight: float = 0.5,
+        num_train_timesteps: int = 1000,
+    ) -> None:
+        super().__init__()
+        if variant not in CFA_VARIANTS:
+            raise ValueError(f"unknown CFA variant '{variant}'; choose one of {CFA_VARIANTS}")
+        self.variant = variant
+        self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
+        self.to_out = nn.Linear(inner_dim, query_dim, bias=True)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+        self.weighting = build_weighting(weighting, temb_dim, tau, fixed_weight, num_train_timesteps)
+
+    @torch.no_grad()
+    def init_from(self, attn1: nn.Module) -> None:
+        """Start Wq' from the frozen self-attention's Wq (the METHOD's initialisation)."""
+        self.to_q.weight.copy_(attn1.to_q.weight)
+
+    def forward(self, tokens: torch.Tensor, shared: "SharedFrameKV", context: CallContext) -> torch.Tensor:
+        """tokens `(b f) n c` -> CFA output `(b f) n c` (before the user weight)."""
+        dtype = self.to_q.weight.dtype
+        query = rearrange(self.to_q(tokens.to(dtype)), "bf n (h d) -> bf h n d", h=shared.heads)
+        first_weight = context.per_video(self.weighting(context), shared.videos).to(dtype)
+        first_weight = rearrange(first_weight, "b -> b 1").expand(-1, shared.frames)
+        first_weight = rearrange(first_weight, "b f -> (b f) 1 1 1")
+        k_first, v_first, k_prev, v_prev = (t.to(dtype) for t in shared.tensors())
+        if self.variant == "joint":
+            keys = torch.cat([k_first, k_prev], dim=2)
+            values = torch.cat([first_weight * v_first, (1 - first_weight) * v_prev], dim=2)
+            mixed = F.scaled_dot_product_attention(query, keys, values, scale=shared.scale)
+        else:
+            from_first = F.scaled_dot_product_attention(query, k_first, v_first, scale=shared.scale)
+            from_prev = F.scaled_dot_product_attention(query, k_prev, v_prev, scale=shared.scale)
+            mixed = first_weight * from_first + (1 - first_weight) * from_prev
+        return self.to_out(rearrange(mixed, "bf h n d -> bf n (h d)"))
+
+
+class SharedFrameKV:
+    """Frozen keys/values of frame 1 and of the previous frame, per frame, shared by all adapters."""
+
+    def __init__(self, attn1: nn.Module, tokens: torch.Tensor, context: CallContext) -> None:
+        self.frames = context.num_frames
+        self.videos = context.frame_batch(tokens)
+        self.heads = attn1.heads
+        self.scale = attn1.scale
+        keys = rearrange(attn1.to_k(tokens), "(b f) n (h d) -> b f h n d", f=self.frames, h=self.heads)
+        values = rearrange(attn1.to_v(tokens), "(b f) n (h d) -> b f h n d", f=self.frames, h=self.heads)
+        previous = torch.clamp(torch.arange(self.frames, device=tokens.device) - 1, min=0)
+        self.k_first = self._per_frame(keys[:, :1].expand_as(keys))
+        self.v_first = self._per_frame(values[:, :1].expand_as(values))
+        self.k_prev = self._per_frame(keys[:, previous])
+        self.v_prev = self._per_frame(values[:, previous])
+
+    @staticmethod
+    def _per_frame(tensor: torch.Tensor) -> torch.Tensor:
+        return rearrange(tensor, "b f h n d -> (b f) h n d")
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.k_first, self.v_first, self.k_prev, self.v_prev
+
+
+class CrossFrameAttnProcessor:
+    """Wraps attn1's original processor and adds the weighted CFA branches of all attached adapters.
+
+    A plain object (not an nn.Module) so the adapters' parameters are never registered in the UNet.
+    """
+
+    def __init__(
+        self,
+        base_processor: Any,
+        adapters: Sequence[CrossFrameAdapter | None],
+        weights: list[float],
+        context: CallContext,
+    ) -> None:
+        self.base_processor = base_processor
+        self.adapters = list(adapters)
+        self.weights = weights  # shared list, updated in place by set_weights
+        self.context = context
+
+    def __call__(
+        self,
+        attn: nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        output = self.base_processor(
+            attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask, **kwargs
+        )
+        active = [(a, w) for a, w in zip(self.adapters, self.weights) if a is not None and w != 0]
+        if not active:
+            return output
+        if hidden_states.ndim != 3:
+            raise ValueError(f"CFA expects attn1 tokens `(b f) n c`, got shape {tuple(hidden_states.shape)}")
+        shared = SharedFrameKV(attn, hidden_states, self.context)
+        for adapter, weight in active:
+            output = output + weight * adapter(hidden_states, shared, self.context).to(output.dtype)
+        return output

@@ -1,0 +1,363 @@
+"""One MIVA (its config and trainable parameters) and attaching one or several MIVAs to an unmodified
+diffusers `UNetMotionModel` by module name.
+
+Layers are found by name: spatial self-attention `...attentions.j.transformer_blocks.k.attn1` (CFA),
+spatial text cross-attention `...attn2` (CA), temporal attention projections inside `motion_modules`
+(LoRA). Parameters live in the `Miva` under the layer name with dots replaced by "_".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from miva_lightning.adapters.context import CallContext, install_context, remove_context
+from miva_lightning.adapters.cross_frame_attention import CFA_VARIANTS, CrossFrameAdapter, CrossFrameAttnProcessor
+from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPrompt, ImplicitPromptProcessor
+from miva_lightning.adapters.temporal_lora import (
+    LORA_MODES,
+    LoraPair,
+    TemporalLoraAttachment,
+    temporal_lora_targets,
+)
+from miva_lightning.adapters.weighting import WEIGHTING_KINDS
+
+
+@dataclass
+class MivaConfig:
+    """Which components a MIVA has and how they are shaped (every switch is an ablation)."""
+
+    name: str = "miva"
+    cross_frame: bool = True  # CFA beside every spatial attn1
+    cfa_variant: str = "joint"  # joint | separate
+    weighting: str = "adaptive"  # adaptive | fixed | linear
+    tau: float = 0.2
+    fixed_weight: float = 0.5
+    num_train_timesteps: int = 1000  # T of the linear weighting w = t / T
+    implicit_prompt: bool = True  # CA in place of every spatial attn2
+    ca_rank: int = 64
+    base_branch: str = "none"  # none (METHOD: attn2 replaced) | empty_prompt (frozen attn2 kept, CA added)
+    temporal_lora: bool = True
+    lora_rank: int = 32
+
+    def __post_init__(self) -> None:
+        for value, allowed, key in (
+            (self.cfa_variant, CFA_VARIANTS, "cfa_variant"),
+            (self.weighting, WEIGHTING_KINDS, "weighting"),
+            (self.base_branch, BASE_BRANCHES, "base_branch"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"MivaConfig.{key}='{value}' is not one of {allowed}")
+        for key in ("ca_rank", "lora_rank", "num_train_timesteps"):
+            if int(getattr(self, key)) <= 0:
+                raise ValueError(f"MivaConfig.{key} must be a positive integer, got {getattr(self, key)}")
+        if not self.tau > 0:
+            raise ValueError(f"MivaConfig.tau must be > 0, got {self.tau}")
+        if not 0.0 <= self.fixed_weight <= 1.0:
+            raise ValueError(f"MivaConfig.fixed_weight must be in [0, 1], got {self.fixed_weight}")
+        if not (self.cross_frame or self.implicit_prompt or self.temporal_lora):
+            raise ValueError("MivaConfig enables no component: turn on cross_frame, implicit_prompt or temporal_lora")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "MivaConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MivaConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+
+def layer_key(module_name: str) -> str:
+    """Module name -> ModuleDict key (dots are not allowed there)."""
+    return module_name.replace(".", "_")
+
+
+def spatial_attention_names(unet: nn.Module, which: str) -> list[str]:
+    """Names of the spatial transformer blocks' `attn1` or `attn2` (motion modules excluded)."""
+    names = []
+    for name, _ in unet.named_modules():
+        parts = name.split(".")
+        if parts[-1] == which and parts[-3:-2] == ["transformer_blocks"] and "attentions" in parts:
+            if "motion_modules" not in parts:
+                names.append(name)
+    return names
+
+
+def time_embedding_dim(unet: nn.Module) -> int:
+    return unet.time_embedding.linear_2.out_features
+
+
+class Miva(nn.Module):
+    """The trainable parameters of ONE motion adapter, keyed by the UNet layer they attach to."""
+
+    def __init__(
+        self,
+        config: MivaConfig,
+        cross_frame: dict[str, CrossFrameAdapter] | None = None,
+        implicit_prompt: dict[str, ImplicitPrompt] | None = None,
+        temporal_lora: dict[str, LoraPair] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.cross_frame = nn.ModuleDict(cross_frame or {})
+        self.implicit_prompt = nn.ModuleDict(implicit_prompt or {})
+        self.temporal_lora = nn.ModuleDict(temporal_lora or {})
+
+    @classmethod
+    def from_unet(cls, unet: nn.Module, config: MivaConfig | None = None, init_from_base: bool = True) -> "Miva":
+        """A fresh (zero-effect) MIVA shaped for `unet`, on its device; Wq' starts as attn1's Wq.
+
+        `init_from_base=False` only builds the shapes (used on the meta device to check a file)."""
+        config = config or MivaConfig()
+        cross_frame, implicit_prompt, temporal_lora = {}, {}, {}
+        if config.cross_frame:
+            for name in spatial_attention_names(unet, "attn1"):
+                attn1 = unet.get_submodule(name)
+                adapter = CrossFrameAdapter(
+                    attn1.to_q.in_features,
+                    attn1.to_q.out_features,
+                    time_embedding_dim(unet),
+                    config.cfa_variant,
+                    config.weighting,
+                    config.tau,
+                    config.fixed_weight,
+                    config.num_train_timesteps,
+                )
+                if init_from_base:
+                    adapter.init_from(attn1)
+                cross_frame[layer_key(name)] = adapter
+        if config.implicit_prompt:
+            for name in spatial_attention_names(unet, "attn2"):
+                attn2 = unet.get_submodule(name)
+                implicit_prompt[layer_key(name)] = ImplicitPrompt(
+                    attn2.to_q.out_features, attn2.to_out[0].out_features, config.ca_rank
+                )
+        if config.temporal_lora:
+            for name, linear in temporal_lora_targets(unet).items():
+                temporal_lora[layer_key(name)] = LoraPair(linear.in_features, linear.out_features, config.lora_rank)
+        if not (cross_frame or implicit_prompt or temporal_lora):
+            raise ValueError(f"{type(unet).__name__} has no spatial attention or motion modules to adapt")
+        miva = cls(config, cross_frame, implicit_prompt, temporal_lora)
+        return miva.to(device=next(unet.parameters()).device) if init_from_base else miva
+
+    @classmethod
+    def from_shapes(cls, config: MivaConfig, shapes: dict[str, tuple[int, ...]]) -> "Miva":
+        """Rebuild an (uninitialised) MIVA from its state-dict shapes, e.g. when loading without a UNet."""
+
+        def shape(key: str) -> tuple[int, ...]:
+            if key not in shapes:
+                raise KeyError(f"MIVA tensors lack '{key}' (file truncated or written by another version?)")
+            return tuple(shapes[key])
+
+        def layers(prefix: str) -> list[str]:
+            return sorted({key.split(".")[1] for key in shapes if key.startswith(prefix + ".")})
+
+        cross_frame, implicit_prompt, temporal_lora = {}, {}, {}
+        for key in layers("cross_frame"):
+            inner, query = shape(f"cross_frame.{key}.to_q.weight")
+            temb = shape(f"cross_frame.{key}.weighting.proj.weight")[1] if config.weighting == "adaptive" else 1
+            cross_frame[key] = CrossFrameAdapter(
+                query, inner, temb, config.cfa_variant, config.weighting, config.tau,
+                config.fixed_weight, config.num_train_timesteps,
+            )  # fmt: skip
+        for key in layers("implicit_prompt"):
+            rank, inner = shape(f"implicit_prompt.{key}.down.weight")
+            out = shape(f"implicit_prompt.{key}.up.weight")[0]
+            implicit_prompt[key] = ImplicitPrompt(inner, out, rank)
+        for key in layers("temporal_lora"):
+            rank, in_features = shape(f"temporal_lora.{key}.A.weight")
+            out_features = shape(f"temporal_lora.{key}.B.weight")[0]
+            temporal_lora[key] = LoraPair(in_features, out_features, rank)
+        return cls(config, cross_frame, implicit_prompt, temporal_lora)
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {
+            part: sum(p.numel() for p in getattr(self, part).parameters())
+            for part in ("cross_frame", "implicit_prompt", "temporal_lora")
+        }
+        counts["total"] = sum(counts.values())
+        return counts
+
+
+def trainable_parameters(miva: Miva) -> list[nn.Parameter]:
+    """What an optimizer trains for one MIVA (everything in the UNet stays frozen)."""
+    return [p for p in miva.parameters() if p.requires_grad]
+
+
+def expected_shapes(unet: nn.Module, config: MivaConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes a MIVA with `config` must have to fit `unet` (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        template = Miva.from_unet(unet, config, init_from_base=False)
+    return {key: tuple(value.shape) for key, value in template.state_dict().items()}
+
+
+def check_fits(miva: Miva, unet: nn.Module) -> None:
+    """Raise if `miva` was built for a differently shaped UNet; names the layer and both shapes."""
+    expected = expected_shapes(unet, miva.config)
+    actual = {key: tuple(value.shape) for key, value in miva.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"MIVA '{miva.config.name}' does not fit this UNet: missing {missing[:4]}, unexpected {unexpected[:4]} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors). Was it trained on another base?"
+        )
+    for key, shape in expected.items():
+        if actual[key] != shape:
+            raise ValueError(
+                f"MIVA '{miva.config.name}' does not fit this UNet: layer '{key}' has shape {actual[key]} "
+                f"but this UNet needs {shape}. Was it trained on another base?"
+            )
+
+
+def validate_weights(weights: Sequence[float], count: int) -> list[float]:
+    values = [float(w) for w in weights]
+    if len(values) != count:
+        raise ValueError(f"got {len(values)} adapter weights for {count} attached MIVAs")
+    for index, value in enumerate(values):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"adapter weight #{index} is {value}: weights must be finite and >= 0")
+    return values
+
+
+@dataclass
+class MivaHandle:
+    """What attach_mivas changed, so detach_mivas can undo exactly that."""
+
+    unet: nn.Module
+    mivas: list[Miva]
+    weights: list[float]  # shared with every processor; change via set_weights
+    lora_mode: str
+    context: CallContext
+    original_processors: dict[str, Any] = field(default_factory=dict)
+    lora: TemporalLoraAttachment | None = None
+    unet_requires_grad: dict[str, bool] = field(default_factory=dict)
+    attached: bool = True
+
+
+def _as_pairs(mivas: Iterable[Miva | tuple[Miva, float]]) -> tuple[list[Miva], list[float]]:
+    adapters, weights = [], []
+    for item in mivas:
+        miva, weight = (item, 1.0) if isinstance(item, Miva) else item
+        if not isinstance(miva, Miva):
+            raise TypeError(f"attach_mivas takes Miva objects or (Miva, weight) pairs, got {type(miva).__name__}")
+        adapters.append(miva)
+        weights.append(weight)
+    if not adapters:
+        raise ValueError("attach_mivas needs at least one MIVA")
+    return adapters, weights
+
+
+def _check_device(miva: Miva, unet: nn.Module) -> None:
+    unet_device = next(unet.parameters()).device
+    for tensor in miva.parameters():
+        if tensor.device != unet_device:
+            raise ValueError(
+                f"MIVA '{miva.config.name}' is on {tensor.device} but the UNet is on {unet_device}: "
+                "move it with miva.to(device) before attaching"
+            )
+        break
+
+
+def _base_branch(mivas: list[Miva]) -> str:
+    branches = {m.config.base_branch for m in mivas if m.config.implicit_prompt}
+    if len(branches) > 1:
+        raise ValueError(f"attached MIVAs disagree on implicit-prompt base_branch {sorted(branches)}; use one")
+    return branches.pop() if branches else "none"
+
+
+def attach_mivas(
+    unet: nn.Module, mivas: Iterable[Miva | tuple[Miva, float]], lora_mode: str = "merge"
+) -> MivaHandle:
+    """Attach MIVAs (with user weights) to an unmodified UNetMotionModel; undo with `detach_mivas`."""
+    adapters, weights = _as_pairs(mivas)
+    weights = validate_weights(weights, len(adapters))
+    if lora_mode not in LORA_MODES:
+        raise ValueError(f"unknown lora_mode '{lora_mode}'; choose one of {LORA_MODES}")
+    for name, module in unet.named_modules():
+        if isinstance(getattr(module, "processor", None), (CrossFrameAttnProcessor, ImplicitPromptProcessor)):
+            raise RuntimeError(f"MIVAs are already attached to this UNet ({name}); detach_mivas() first")
+    for miva in adapters:
+        check_fits(miva, unet)
+        _check_device(miva, unet)
+    miva_requires_grad = [[p.requires_grad for p in m.parameters()] for m in adapters]
+    handle = MivaHandle(
+        unet=unet,
+        mivas=adapters,
+        weights=weights,
+        lora_mode=lora_mode,
+        context=install_context(unet),
+        unet_requires_grad={name: p.requires_grad for name, p in unet.named_parameters()},
+    )
+    try:
+        _install_processors(handle)
+        if any(m.config.temporal_lora for m in adapters):
+            lora_sets = [{n: m.temporal_lora[layer_key(n)] for n in temporal_lora_targets(unet)}
+                         if m.config.temporal_lora else None for m in adapters]  # fmt: skip
+            handle.lora = TemporalLoraAttachment(unet, lora_sets, handle.weights, lora_mode)
+    except BaseException:
+        detach_mivas(handle)
+        raise
+    # peft marks adapters trainable and the base frozen; keep the caller's choices instead.
+    _restore_requires_grad(handle)
+    for miva, flags in zip(adapters, miva_requires_grad):
+        for parameter, flag in zip(miva.parameters(), flags):
+            parameter.requires_grad_(flag)
+    return handle
+
+
+def _install_processors(handle: MivaHandle) -> None:
+    unet, mivas = handle.unet, handle.mivas
+    if any(m.config.cross_frame for m in mivas):
+        for name in spatial_attention_names(unet, "attn1"):
+            attention = unet.get_submodule(name)
+            adapters = [m.cross_frame[layer_key(name)] if m.config.cross_frame else None for m in mivas]
+            handle.original_processors[name] = attention.processor
+            attention.set_processor(
+                CrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context)
+            )
+    if any(m.config.implicit_prompt for m in mivas):
+        base_branch = _base_branch(mivas)
+        for name in spatial_attention_names(unet, "attn2"):
+            attention = unet.get_submodule(name)
+            prompts = [m.implicit_prompt[layer_key(name)] if m.config.implicit_prompt else None for m in mivas]
+            handle.original_processors[name] = attention.processor
+            attention.set_processor(ImplicitPromptProcessor(attention.processor, prompts, handle.weights, base_branch))
+
+
+def _restore_requires_grad(handle: MivaHandle) -> None:
+    for name, parameter in handle.unet.named_parameters():
+        if name in handle.unet_requires_grad:
+            parameter.requires_grad_(handle.unet_requires_grad[name])
+
+
+def set_weights(handle: MivaHandle, weights: Sequence[float]) -> None:
+    """Change the attached MIVAs' weights (e.g. motion intensity) without re-attaching."""
+    if not handle.attached:
+        raise RuntimeError("these MIVAs were detached; attach them again")
+    handle.weights[:] = validate_weights(weights, len(handle.mivas))
+    if handle.lora is not None:
+        handle.lora.apply_weights()
+
+
+def detach_mivas(handle: MivaHandle) -> None:
+    """Restore the UNet exactly: original processors, original linear layers, no hooks."""
+    if not handle.attached:
+        return
+    if handle.lora is not None:
+        handle.lora.detach()
+    for name, processor in handle.original_processors.items():
+        handle.unet.get_submodule(name).set_processor(processor)
+    handle.original_processors.clear()
+    remove_context(handle.context)
+    _restore_requires_grad(handle)
+    handle.attached = False
+
+
+detach = detach_mivas  # the short name used in the design notes
