@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from miva_lightning.metrics import available_metrics, build_metric
 from miva_lightning.metrics import clip as C
 
 
@@ -96,15 +97,29 @@ def test_missing_weights_give_nan_and_exactly_one_warning(tmp_path):
 
 
 def test_real_names_never_resolve_to_random_weights():
+    registered = {name for name in available_metrics() if "clip" in name}
+    assert registered == set(C.CLIP_METRICS) | set(C.CLIP_PLUMBING_METRICS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, make in C.CLIP_METRICS.items():
-            metric = make(clip_path=None)
+        for name in C.CLIP_METRICS:
+            metric = build_metric(name)
             assert metric.name == name and not metric.available and metric.encoder is None
+            metric.update({"generated": _video(), "prompts": ["a", "b"], "images": _video()[:, 0]})
             assert math.isnan(metric.compute().item())
-    for name, make in C.CLIP_PLUMBING_METRICS.items():
+            assert metric.describe()["available"] is False and metric.describe()["feature_network"] is None
+    for name in C.CLIP_PLUMBING_METRICS:
         assert name.startswith("clip_plumbing_randinit_")
-    assert set(C.CLIP_METRICS).isdisjoint(C.CLIP_PLUMBING_METRICS)
+
+
+def test_registered_plumbing_metric_skips_batches_without_its_keys():
+    metric = build_metric("clip_plumbing_randinit_text_alignment")
+    metric.update({"generated": _video()})  # no prompts: skipped, not an error
+    assert math.isnan(metric.compute().item())
+    metric.update({"generated": _video(), "prompts": ["a cat", "a dog"]})
+    described = metric.describe()
+    assert described["n_videos"] == 2 and described["feature_network"] == "clip_plumbing_randinit"
+    assert described["weights_sha256"].startswith("randinit-seed0-")
+    assert -100.0 <= metric.compute().item() <= 100.0
 
 
 def test_local_folder_loads_offline_with_its_hash(tmp_path, encoder):

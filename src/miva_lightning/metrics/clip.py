@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import string
 import warnings
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from miva_lightning.metrics.registry import register_metric
 from miva_lightning.metrics.video_mean import VideoMeanMetric, images_from_batch, video_from_batch
 from miva_lightning.utils import file_sha256, tensor_fingerprint
 
@@ -221,24 +221,10 @@ class ClipVideoMetric(VideoMeanMetric):
         b = video.shape[0]
         return rearrange(encoder.encode_images(rearrange(video, "b f c h w -> (b f) c h w")), "(b f) d -> b f d", b=b)
 
-    def update(self, batch: Mapping[str, Any]) -> None:
-        video = video_from_batch(batch)
-        if not self.available:
-            return
-        self._accumulate(self.video_scores(video, batch), video)
-
-    def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
-        raise NotImplementedError
-
-    def compute(self) -> Tensor:
-        if not self.available:
-            return torch.tensor(float("nan"), dtype=torch.float64)
-        return super().compute()
-
     def describe_extra(self) -> dict[str, Any]:
         if not self.available:
-            return {"available": False, "reason": f"no CLIP folder at {self.clip_path!r}", "feature_network": None}
-        return {"available": True, **self.encoder.describe()}
+            return {"reason": f"no CLIP folder at {self.clip_path!r}", "feature_network": None}
+        return self.encoder.describe()
 
 
 def _warn_once(name: str, clip_path: str | None) -> None:
@@ -254,6 +240,7 @@ def _warn_once(name: str, clip_path: str | None) -> None:
 
 class ClipTextAlignment(ClipVideoMetric):
     kind = "text_alignment"
+    requires = ("generated", "prompts")
     definition = "mean over frames of 100*cos(CLIP_img(frame), CLIP_txt(prompt)) (LAMP CLIP-T), mean over videos"
 
     def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
@@ -295,6 +282,7 @@ class ClipImageAlignment(ClipVideoMetric):
     """Frame 1 is the (clean) input image in image-to-video, so it is left out unless asked for."""
 
     kind = "image_alignment"
+    requires = ("generated", "images")
 
     def __init__(self, clip_path: str | Path | None = None, *, include_first_frame: bool = False, **kwargs: Any):
         self.include_first_frame = include_first_frame
@@ -327,9 +315,9 @@ class ClipDiversity(ClipVideoMetric):
         self.add_state("video_embeddings", [], dist_reduce_fx="cat")
 
     def update(self, batch: Mapping[str, Any]) -> None:
-        video = video_from_batch(batch)
-        if not self.available:
+        if not self.available or "generated" not in batch:
             return
+        video = video_from_batch(batch)
         self.video_embeddings.append(self._frame_embeddings(video).mean(dim=1).double())
         self._accumulate(torch.zeros(video.shape[0]), video)
 
@@ -347,25 +335,83 @@ class ClipDiversity(ClipVideoMetric):
 
 
 # ---------------------------------------------------------------- names for the registry
+# Real names take `clip_path` (NaN + one warning without it). Plumbing names build the seeded tiny random
+# CLIP and say so in their name.
 
-_KINDS: dict[str, Callable[..., ClipVideoMetric]] = {
-    "text_alignment": ClipTextAlignment,
-    "frame_consistency_all_pairs": partial(ClipFrameConsistency, pairs="all"),
-    "frame_consistency_consecutive": partial(ClipFrameConsistency, pairs="consecutive"),
-    "image_alignment": ClipImageAlignment,
-    "diversity": ClipDiversity,
+TEXT, IMAGES, VIDEOS = ("generated", "prompts"), ("generated", "images"), ("generated",)
+
+
+@register_metric("clip_text_alignment", requires=TEXT)
+def clip_text_alignment(clip_path: str | None = None) -> ClipVideoMetric:
+    """LAMP CLIP-T: mean over frames of 100 cos(image, prompt); needs a local CLIP folder."""
+    return ClipTextAlignment(clip_path)
+
+
+@register_metric("clip_frame_consistency_all_pairs", requires=VIDEOS)
+def clip_frame_consistency_all_pairs(clip_path: str | None = None) -> ClipVideoMetric:
+    """LAMP frame consistency: mean 100 cos over all frame pairs; needs a local CLIP folder."""
+    return ClipFrameConsistency(clip_path, pairs="all")
+
+
+@register_metric("clip_frame_consistency_consecutive", requires=VIDEOS)
+def clip_frame_consistency_consecutive(clip_path: str | None = None) -> ClipVideoMetric:
+    """Frame consistency over consecutive frame pairs (100 cos); needs a local CLIP folder."""
+    return ClipFrameConsistency(clip_path, pairs="consecutive")
+
+
+@register_metric("clip_image_alignment", requires=IMAGES)
+def clip_image_alignment(clip_path: str | None = None, include_first_frame: bool = False) -> ClipVideoMetric:
+    """Mean 100 cos(frame, input image) over frames 2..f; needs a local CLIP folder."""
+    return ClipImageAlignment(clip_path, include_first_frame=include_first_frame)
+
+
+@register_metric("clip_diversity", requires=VIDEOS)
+def clip_diversity(clip_path: str | None = None) -> ClipVideoMetric:
+    """LAMP diversity: mean 100 cos between videos' frame-averaged embeddings (lower = more diverse)."""
+    return ClipDiversity(clip_path)
+
+
+@register_metric(f"{PLUMBING_NAME}_text_alignment", requires=TEXT)
+def clip_plumbing_text_alignment(seed: int = 0) -> ClipVideoMetric:
+    """Plumbing only: text alignment with a seeded random tiny CLIP."""
+    return ClipTextAlignment(encoder=tiny_random_clip_encoder(seed))
+
+
+@register_metric(f"{PLUMBING_NAME}_frame_consistency_all_pairs", requires=VIDEOS)
+def clip_plumbing_frame_consistency_all_pairs(seed: int = 0) -> ClipVideoMetric:
+    """Plumbing only: all-pairs frame consistency with a seeded random tiny CLIP."""
+    return ClipFrameConsistency(encoder=tiny_random_clip_encoder(seed), pairs="all")
+
+
+@register_metric(f"{PLUMBING_NAME}_frame_consistency_consecutive", requires=VIDEOS)
+def clip_plumbing_frame_consistency_consecutive(seed: int = 0) -> ClipVideoMetric:
+    """Plumbing only: consecutive-pair frame consistency with a seeded random tiny CLIP."""
+    return ClipFrameConsistency(encoder=tiny_random_clip_encoder(seed), pairs="consecutive")
+
+
+@register_metric(f"{PLUMBING_NAME}_image_alignment", requires=IMAGES)
+def clip_plumbing_image_alignment(seed: int = 0) -> ClipVideoMetric:
+    """Plumbing only: image alignment with a seeded random tiny CLIP."""
+    return ClipImageAlignment(encoder=tiny_random_clip_encoder(seed))
+
+
+@register_metric(f"{PLUMBING_NAME}_diversity", requires=VIDEOS)
+def clip_plumbing_diversity(seed: int = 0) -> ClipVideoMetric:
+    """Plumbing only: diversity with a seeded random tiny CLIP."""
+    return ClipDiversity(encoder=tiny_random_clip_encoder(seed))
+
+
+CLIP_METRICS = {
+    "clip_text_alignment": clip_text_alignment,
+    "clip_frame_consistency_all_pairs": clip_frame_consistency_all_pairs,
+    "clip_frame_consistency_consecutive": clip_frame_consistency_consecutive,
+    "clip_image_alignment": clip_image_alignment,
+    "clip_diversity": clip_diversity,
 }
-
-
-def _plumbing_factory(kind: str) -> Callable[..., ClipVideoMetric]:
-    def build(seed: int = 0, image_size: int = 32, **kwargs: Any) -> ClipVideoMetric:
-        return _KINDS[kind](encoder=tiny_random_clip_encoder(seed, image_size), **kwargs)
-
-    return build
-
-
-# real names take `clip_path` (NaN + one warning without it); plumbing names build the tiny random CLIP
-CLIP_METRICS: dict[str, Callable[..., ClipVideoMetric]] = {f"{REAL_NAME}_{kind}": make for kind, make in _KINDS.items()}
-CLIP_PLUMBING_METRICS: dict[str, Callable[..., ClipVideoMetric]] = {
-    f"{PLUMBING_NAME}_{kind}": _plumbing_factory(kind) for kind in _KINDS
+CLIP_PLUMBING_METRICS = {
+    f"{PLUMBING_NAME}_text_alignment": clip_plumbing_text_alignment,
+    f"{PLUMBING_NAME}_frame_consistency_all_pairs": clip_plumbing_frame_consistency_all_pairs,
+    f"{PLUMBING_NAME}_frame_consistency_consecutive": clip_plumbing_frame_consistency_consecutive,
+    f"{PLUMBING_NAME}_image_alignment": clip_plumbing_image_alignment,
+    f"{PLUMBING_NAME}_diversity": clip_plumbing_diversity,
 }

@@ -2,6 +2,8 @@
 
 Streaming and DDP-exact: float64 sums with `dist_reduce_fx="sum"`. `describe()` says how the number was
 made (definition, backend, n videos, frames, resolution) so every reported value carries its recipe.
+Registry contract (metrics/registry.py): a batch that lacks a key in `requires` is skipped; a key that is
+present but malformed is an error.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Any, Mapping
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
+
+from miva_lightning.metrics.registry import BatchMetric
 
 
 def video_from_batch(batch: Mapping[str, Any], key: str = "generated") -> Tensor:
@@ -36,10 +39,11 @@ def images_from_batch(batch: Mapping[str, Any], key: str = "images") -> Tensor:
     return images
 
 
-class VideoMeanMetric(Metric):
-    """Mean over all videos seen of a per-video score computed by the subclass in `update`."""
+class VideoMeanMetric(BatchMetric):
+    """Mean over all videos seen of the per-video score that the subclass's `video_scores` returns."""
 
     full_state_update = False
+    requires: tuple[str, ...] = ("generated",)
     higher_is_better: bool | None = None
     name = "video_mean"
     definition = ""
@@ -52,6 +56,21 @@ class VideoMeanMetric(Metric):
         self.frames: int | None = None
         self.resolution: tuple[int, int] | None = None
 
+    @property
+    def available(self) -> bool:
+        """False when the metric cannot be computed here (e.g. weights missing): it then reports NaN."""
+        return True
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        if not self.available or any(key not in batch for key in self.requires):
+            return
+        video = video_from_batch(batch)
+        self._accumulate(self.video_scores(video, batch), video)
+
+    def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
+        """One score per video, shape (b,)."""
+        raise NotImplementedError
+
     def _accumulate(self, per_video: Tensor, video: Tensor | None = None, skipped: int = 0) -> None:
         """Add one score per video (b,), and remember the video shape for `describe()`."""
         per_video = per_video.detach().to(torch.float64).reshape(-1)
@@ -62,7 +81,7 @@ class VideoMeanMetric(Metric):
             self.frames, self.resolution = int(video.shape[1]), (int(video.shape[-2]), int(video.shape[-1]))
 
     def compute(self) -> Tensor:
-        if self.n_videos == 0:
+        if not self.available or self.n_videos == 0:
             return torch.tensor(float("nan"), dtype=torch.float64)
         return self.score_sum / self.n_videos
 
@@ -73,6 +92,9 @@ class VideoMeanMetric(Metric):
     def describe(self) -> dict[str, Any]:
         return {
             "metric": self.name,
+            "class": type(self).__qualname__,
+            "requires": list(self.requires),
+            "available": self.available,
             "definition": self.definition,
             "n_videos": int(self.n_videos),
             "n_skipped": int(self.n_skipped),
