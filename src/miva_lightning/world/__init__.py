@@ -1,0 +1,45 @@
+"""The procedural motion world: smooth scenes moved by known motions, rendered exactly from seeds.
+
+See `motions.py` for the classes, split and sign conventions, `clips.py` for rendering.
+"""
+
+from miva_lightning.world.clips import (
+    HELDOUT_SEED_START,
+    MotionClip,
+    heldout_first_frames,
+    heldout_scene_seeds,
+    render_clip,
+    render_first_frame,
+    training_scene_seeds,
+)
+from miva_lightning.world.datasets import MotionWorldDataset, MotionWorldStream
+from miva_lightning.world.lamp_layout import write_lamp_layout
+from miva_lightning.world.motions import (
+    ALL_MOTIONS,
+    BASE_MOTIONS,
+    CAMERA_MOTIONS,
+    LOCAL_MOTIONS,
+    NOVEL_MOTIONS,
+    caption_for,
+    motion_id,
+)
+
+__all__ = [
+    "ALL_MOTIONS",
+    "BASE_MOTIONS",
+    "CAMERA_MOTIONS",
+    "HELDOUT_SEED_START",
+    "LOCAL_MOTIONS",
+    "MotionClip",
+    "MotionWorldDataset",
+    "MotionWorldStream",
+    "NOVEL_MOTIONS",
+    "caption_for",
+    "heldout_first_frames",
+    "heldout_scene_seeds",
+    "motion_id",
+    "render_clip",
+    "render_first_frame",
+    "training_scene_seeds",
+    "write_lamp_layout",
+]
