@@ -241,3 +241,17 @@ def test_shipped_config_composes():
     settings = AnimateDiffConfig.from_config(OmegaConf.load(CONFIG_DIR / "backbone" / "animatediff_sd15.yaml"))
     assert settings.kind == "animatediff"
     assert settings.noise_scheduler["beta_schedule"] == "scaled_linear"
+
+
+def test_factory_and_shared_forward_path(tiny_weights):
+    """The team's entry points (build_backbone, encode_prompts, unet_predict) work on the real loader."""
+    from miva_lightning.backbones import build_backbone, encode_prompts, unet_predict
+
+    loaded = build_backbone(_cfg(tiny_weights))
+    assert isinstance(loaded.unet, UNetMotionModel)
+    first_frame = torch.rand(2, 1, 3, 32, 32)
+    with torch.no_grad():
+        first_latent = loaded.codec.encode(first_frame)[:, :, 0]
+        embeds = encode_prompts(loaded, ["a video of birds flying", ""])
+        out = unet_predict(loaded, torch.randn(2, 4, 3, 16, 16), torch.tensor([10, 900]), embeds, first_latent)
+    assert out.shape == (2, 4, 3, 16, 16)

@@ -136,3 +136,14 @@ def test_bad_options_give_clear_errors():
         prepare_initial_latents(torch.zeros(1, 4, 8, 8), 2, _ddim(), NoiseInit(first_frame_forward_t=1000))
     with pytest.raises(ValueError, match="b c h w"):
         prepare_initial_latents(torch.zeros(1, 4, 2, 8, 8), 2, _ddim())
+
+
+def test_flow_matching_scheduler_plain_noise_and_clear_error_for_forward_t():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    flow = FlowMatchEulerDiscreteScheduler()
+    first = torch.zeros(1, 4, 8, 8)
+    plain = prepare_initial_latents(first, 3, flow, NoiseInit(), _gen(2))
+    torch.testing.assert_close(plain, prepare_initial_latents(first, 3, _ddim(), NoiseInit(), _gen(2)))
+    with pytest.raises(ValueError, match="first_frame_forward_t to null"):
+        prepare_initial_latents(first, 3, flow, NoiseInit(first_frame_forward_t=975), _gen(2))

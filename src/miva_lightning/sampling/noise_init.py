@@ -129,9 +129,15 @@ def prepare_initial_latents(
     shape = (b, c, num_frames, h, w)
     device, dtype = first_latent.device, first_latent.dtype
 
+    init_noise_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers have none
     noise = draw_noise(shape, noise_init.shared_noise_ratio, generator, device, dtype)
     if noise_init.first_frame_forward_t is None:
-        return noise * scheduler.init_noise_sigma
+        return noise * init_noise_sigma
+    if not hasattr(scheduler, "add_noise"):
+        raise ValueError(
+            f"{type(scheduler).__name__} has no add_noise: first_frame_forward_t needs a DDPM/DDIM-style "
+            "scheduler; set noise_init.first_frame_forward_t to null for this backbone"
+        )
 
     t = int(noise_init.first_frame_forward_t)
     num_train_timesteps = scheduler.config.num_train_timesteps
@@ -143,7 +149,7 @@ def prepare_initial_latents(
     if noise_init.dct_lowfreq_cutoff is None:
         return noised
 
-    fresh = draw_noise(shape, noise_init.shared_noise_ratio, generator, device, dtype) * scheduler.init_noise_sigma
+    fresh = draw_noise(shape, noise_init.shared_noise_ratio, generator, device, dtype) * init_noise_sigma
     low_of_noised, _ = split_frequencies(noised, noise_init.dct_lowfreq_cutoff)
     _, high_of_fresh = split_frequencies(fresh, noise_init.dct_lowfreq_cutoff)
     return low_of_noised + high_of_fresh
