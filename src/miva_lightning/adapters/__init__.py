@@ -15,8 +15,12 @@ from miva_lightning.adapters.miva import (
     set_weights,
     trainable_parameters,
 )
+from miva_lightning.adapters.io import base_identity, load_miva, save_miva
 
 __all__ = [
+    "base_identity",
+    "load_miva",
+    "save_miva",
     "Miva",
     "MivaConfig",
     "MivaHandle",

@@ -2,9 +2,10 @@
 
 Attention processors only receive `cross_attention_kwargs`, and the motion modules receive nothing
 extra at all. So a forward pre-hook on the UNet records, before every call, what the processors read:
-the raw timesteps, the number of frames and the batch size; a forward hook on `unet.time_embedding`
-records the UNet's own timestep embedding temb(t) exactly as the UNet computed it (same dtype handling,
-same `timestep_cond`), so nothing is computed twice.
+the timesteps, the number of frames, the batch size and the UNet's own timestep embedding
+temb(t) = time_embedding(time_proj(t)), computed the way UNetMotionModel.forward does (sinusoids in
+float32, cast to the UNet's dtype). A `timestep_cond` (text-to-time conditioning) is deliberately left
+out: w(t) depends on the noise level only.
 
 The state is kept after the call on purpose: gradient checkpointing re-runs processors during
 backward, after the UNet forward has returned.
@@ -73,18 +74,16 @@ def install_context(unet: nn.Module) -> CallContext:
         if sample is None or sample.ndim != 5:
             raise ValueError("MIVA needs the UNet sample as a 5-D tensor `b c f h w`")
         batch = sample.shape[0]
-        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).float()
-        context.timesteps = timesteps.expand(batch) if timesteps.numel() == 1 else timesteps
+        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1)
+        timesteps = timesteps.expand(batch) if timesteps.numel() == 1 else timesteps
+        with torch.no_grad():  # the base's time embedding is frozen: a constant input for w(t)
+            sinusoids = module.time_proj(timesteps).to(dtype=module.dtype)
+            context.temb = module.time_embedding(sinusoids)
+        context.timesteps = timesteps.float()
         context.num_frames = int(sample.shape[2])
         context.batch_size = int(batch)
-        context.temb = None  # filled by the time-embedding hook of this very call
-
-    def after_time_embedding(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        # Constant for the adapters: the base time embedding is frozen, so no gradient is kept.
-        context.temb = output.detach()
 
     context.hooks.append(unet.register_forward_pre_hook(before_forward, with_kwargs=True))
-    context.hooks.append(unet.time_embedding.register_forward_hook(after_time_embedding))
     return context
 
 

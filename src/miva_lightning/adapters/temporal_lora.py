@@ -14,6 +14,7 @@ modules. Two ways to combine several adapters:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -89,7 +90,9 @@ class TemporalLoraAttachment:
             raise KeyError(f"MIVA has no temporal LoRA for {missing[:3]}... (built for another UNet?)")
         rank = next(iter(pairs.values())).A.out_features
         config = LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted(self.targets), lora_dropout=0.0)
-        inject_adapter_in_model(config, self.unet, adapter_name=adapter_name, low_cpu_mem_usage=True)
+        with warnings.catch_warnings():  # several named adapters in one model is intended here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(config, self.unet, adapter_name=adapter_name, low_cpu_mem_usage=True)
         for name, pair in pairs.items():
             layer = self.unet.get_submodule(name)
             layer.lora_A[adapter_name] = pair.A

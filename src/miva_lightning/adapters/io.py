@@ -1,0 +1,136 @@
+"""MIVA files: safetensors only (no pickles), with the config and the identity of the base UNet the
+adapter was trained on in the file's metadata, written atomically."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from miva_lightning.adapters.miva import Miva, MivaConfig, check_fits
+from miva_lightning.utils import atomic_path, tensor_fingerprint
+
+FORMAT = "miva"
+FORMAT_VERSION = 1
+METADATA_KEY = "miva"
+
+
+def base_named_tensors(unet: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The base UNet's own weights, with any attached peft LoRA left out and peft's renaming undone."""
+    return [
+        (name.replace(".base_layer.", "."), tensor)
+        for name, tensor in unet.state_dict().items()
+        if ".lora_" not in name
+    ]
+
+
+def base_identity(unet: nn.Module, name: str) -> dict[str, str]:
+    """`{"name", "fingerprint"}` of a base UNet (fingerprint over names, shapes and float32 values)."""
+    return {"name": str(name), "fingerprint": tensor_fingerprint(base_named_tensors(unet))}
+
+
+def save_miva(path: str | Path, miva: Miva, base_identity: dict[str, Any]) -> Path:
+    """Write `miva` to `path` (must end in .safetensors); metadata = JSON of config + base identity."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"MIVA files are safetensors only: name the file '*.safetensors', not '{path.name}'")
+    if "fingerprint" not in base_identity:
+        raise ValueError("base_identity needs a 'fingerprint' (use adapters.io.base_identity(unet, name))")
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in miva.state_dict().items()}
+    _check_finite(tensors, str(path))
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": miva.config.to_dict(),
+        "base": dict(base_identity),
+        "parameter_counts": miva.parameter_counts(),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    return path
+
+
+def load_miva(
+    path: str | Path, unet: nn.Module | None = None, strict_base: bool = True
+) -> tuple[Miva, dict[str, Any]]:
+    """Read a MIVA file. With `unet`, check that it fits that UNet (layer names and shapes) and that it
+    is the base the adapter was trained on (fingerprint; `strict_base=False` only warns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no MIVA file at '{path}'")
+    tensors, metadata = _read_safetensors(path)
+    _check_finite(tensors, str(path))
+    config = MivaConfig.from_dict(metadata["config"])
+    shapes = {key: tuple(value.shape) for key, value in tensors.items()}
+    miva = Miva.from_shapes(config, shapes)
+    expected = set(miva.state_dict())
+    unknown, missing = sorted(set(tensors) - expected), sorted(expected - set(tensors))
+    if unknown or missing:
+        raise ValueError(f"'{path}' has unknown tensors {unknown[:4]} and lacks {missing[:4]}: not a MIVA of this version")
+    _check_components(config, miva, path)
+    if unet is not None:
+        check_fits(miva, unet)
+        _check_base(path, metadata.get("base", {}), unet, strict_base)
+    miva.load_state_dict(tensors, strict=True)
+    if unet is not None:
+        miva.to(device=next(unet.parameters()).device)
+    return miva, metadata
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:1] == b"\x80" or head == b"PK":
+        raise ValueError(f"'{path}' is a pickle / torch.save file: MIVA files are safetensors only (pickles can run code)")
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            raw = reader.metadata() or {}
+            tensors = {key: reader.get_tensor(key) for key in reader.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"'{path}' is not a readable safetensors file: {error}") from error
+    if METADATA_KEY not in raw:
+        raise ValueError(f"'{path}' is a safetensors file but not a MIVA (no '{METADATA_KEY}' metadata)")
+    metadata = json.loads(raw[METADATA_KEY])
+    if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"'{path}' has format {metadata.get('format')} v{metadata.get('format_version')}; "
+            f"this code reads {FORMAT} v{FORMAT_VERSION}"
+        )
+    return tensors, metadata
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    for key, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"MIVA tensor '{key}' in {where} contains NaN or inf: the adapter diverged; use an earlier checkpoint")
+
+
+def _check_components(config: MivaConfig, miva: Miva, path: Path) -> None:
+    for part, enabled in (
+        ("cross_frame", config.cross_frame),
+        ("implicit_prompt", config.implicit_prompt),
+        ("temporal_lora", config.temporal_lora),
+    ):
+        present = len(getattr(miva, part)) > 0
+        if present != enabled:
+            raise ValueError(f"'{path}': config says {part}={enabled} but the file {'has' if present else 'lacks'} its tensors")
+
+
+def _check_base(path: Path, recorded: dict[str, Any], unet: nn.Module, strict: bool) -> None:
+    actual = tensor_fingerprint(base_named_tensors(unet))
+    if recorded.get("fingerprint") == actual:
+        return
+    message = (
+        f"'{path}' was trained on base '{recorded.get('name')}' (fingerprint {recorded.get('fingerprint')}), "
+        f"but this UNet's weights have fingerprint {actual}. Load the matching base, or pass strict_base=False "
+        "to use the adapter anyway."
+    )
+    if strict:
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
