@@ -255,3 +255,16 @@ def test_factory_and_shared_forward_path(tiny_weights):
         embeds = encode_prompts(loaded, ["a video of birds flying", ""])
         out = unet_predict(loaded, torch.randn(2, 4, 3, 16, 16), torch.tensor([10, 900]), embeds, first_latent)
     assert out.shape == (2, 4, 3, 16, 16)
+
+
+def test_gradient_checkpointing_keeps_input_gradients(tiny_weights, backbone):
+    """Adapters train through the frozen UNet: checkpointing must recompute, not drop, their gradients."""
+    checkpointed = load_animatediff(_cfg(tiny_weights, enable_gradient_checkpointing=True, load_text_encoder=False))
+    text = torch.randn(2, 12, 32)
+    grads = []
+    for unet in (backbone.unet, checkpointed.unet):
+        latents = torch.randn(1, 4, 2, 16, 16, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        unet(latents, torch.tensor([300]), encoder_hidden_states=text).sample.square().mean().backward()
+        grads.append(latents.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
