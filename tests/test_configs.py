@@ -1,0 +1,37 @@
+"""Every entry-point config composes, with its groups, and takes command-line overrides."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from miva_lightning.config import CONFIG_DIR, compose
+
+TOP_LEVEL = sorted(p.stem for p in Path(CONFIG_DIR).glob("*.yaml"))
+GROUP_FILES = sorted((p.parent.name, p.stem) for p in Path(CONFIG_DIR).glob("*/*.yaml") if p.parent.name != "hydra")
+
+
+def test_there_are_entry_point_configs():
+    assert TOP_LEVEL, f"no top-level configs in {CONFIG_DIR}"
+
+
+@pytest.mark.parametrize("name", TOP_LEVEL)
+def test_entry_point_config_composes(name):
+    cfg = compose(name)
+    assert "task_name" in cfg, f"configs/{name}.yaml has no task_name"
+    # Resolve everything that does not need a running Hydra app.
+    OmegaConf.to_container(cfg.get("paths", {}), resolve=False)
+
+
+@pytest.mark.parametrize("group,option", GROUP_FILES)
+def test_every_group_option_is_valid_yaml(group, option):
+    node = OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml")
+    assert node is not None
+
+
+def test_overrides_and_group_swaps_apply():
+    name = "train" if "train" in TOP_LEVEL else TOP_LEVEL[0]
+    cfg = compose(name, ["logger=wandb", "trainer=cpu", "seed=7"])
+    assert cfg.seed == 7
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.logger.wandb.offline is True
