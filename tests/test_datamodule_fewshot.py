@@ -187,6 +187,9 @@ def test_real_motion_world_if_available():
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["video"].shape == (2, 4, 3, 16, 16) and batch["motion"] == ["waterfall"] * 2
+    assert batch["caption"][0] != "waterfall" and batch["path"][0].startswith("motion_world://train/waterfall/scene")
+    direct = world.MotionWorldDataset(["waterfall"], clips_per_motion=3, size=16, num_frames=4, split="train", seed=0)
+    assert any((datamodule.train_set[(0, 0)]["video"] - direct[i]["video"]).abs().max() <= 1 / 255 for i in range(3))
 
 
 @pytest.mark.parametrize("name", ["fewshot_folder", "motion_world_fewshot"])
@@ -240,3 +243,16 @@ def test_lightning_fit_sees_fresh_augmentation_each_epoch(lamp_root, num_workers
     assert epochs[0].shape[0] == 6  # every clip once per epoch
     assert not torch.equal(epochs[0], epochs[1])  # the same clips got new starts/flips: set_epoch reached the workers
     assert all(torch.equal(a, b) for a, b in zip(epochs, repeat))  # and the run is reproducible
+
+
+def test_epoch_sampler_shards_ranks_disjointly_and_reshuffles_per_epoch():
+    from miva_lightning.data.clip_dataset import EpochSampler
+
+    data = list(range(10))
+    ranks = [EpochSampler(data, shuffle=True, seed=3, num_replicas=2, rank=rank) for rank in (0, 1)]
+    keys = [list(sampler) for sampler in ranks]
+    assert {epoch for keys_ in keys for _, epoch in keys_} == {0}
+    assert sorted(index for keys_ in keys for index, _ in keys_) == data  # disjoint and complete
+    ranks[0].set_epoch(1)
+    moved = list(ranks[0])
+    assert {epoch for _, epoch in moved} == {1} and [i for i, _ in moved] != [i for i, _ in keys[0]]

@@ -107,12 +107,21 @@ class EpochSampler(DistributedSampler):
     `set_epoch` from this sampler).
     """
 
-    def __init__(self, dataset: Dataset, shuffle: bool, seed: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        dataset: Dataset,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ):
+        """`num_replicas` / `rank` default to the initialised process group (1 / 0 without one)."""
         distributed = dist.is_available() and dist.is_initialized()
         super().__init__(
             dataset,
-            num_replicas=dist.get_world_size() if distributed else 1,
-            rank=dist.get_rank() if distributed else 0,
+            num_replicas=num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1),
+            rank=rank if rank is not None else (dist.get_rank() if distributed else 0),
             shuffle=shuffle,
             seed=seed,
             drop_last=drop_last,

@@ -23,7 +23,7 @@ SIDECAR_SUFFIXES = (".txt", ".json", ".csv", ".md", ".yaml", ".yml")
 
 @dataclass
 class ClipEntry:
-    path: str  # a file or folder, or `motion_world://<motion>/<index>` for generated clips
+    path: str  # a file or folder, or `motion_world://<split>/<motion>/scene<seed>` for generated clips
     motion: str
     caption: str
     load: Callable[..., torch.Tensor] = field(repr=False)  # (num_frames, stride, start, **read options) -> `f c h w`
@@ -117,7 +117,7 @@ def motion_world_clip_entries(
         caption = item.get("caption", motion.replace("_", " "))
         entries.append(
             ClipEntry(
-                f"motion_world://{split}/{motion}/{index}",
+                f"motion_world://{split}/{motion}/" + (f"scene{item['scene_seed']}" if "scene_seed" in item else str(index)),
                 motion,
                 caption,
                 load=lambda video=video, **options: _slice(video, **options),
