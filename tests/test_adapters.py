@@ -25,7 +25,7 @@ from miva_lightning.adapters.cross_frame_attention import CrossFrameAdapter, Sha
 from miva_lightning.adapters.miva import spatial_attention_names
 from miva_lightning.adapters.weighting import AdaptiveWeighting, LinearWeighting
 
-FRAMES = 5
+FRAMES = 3
 
 
 def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
@@ -57,7 +57,7 @@ def unet(shared_unet):
 @pytest.fixture
 def inputs():
     generator = torch.Generator().manual_seed(1)
-    sample = torch.randn(2, 4, FRAMES, 16, 16, generator=generator)
+    sample = torch.randn(2, 4, FRAMES, 8, 8, generator=generator)
     timesteps = torch.tensor([17, 803])
     prompt = torch.randn(2 * FRAMES, 7, 32, generator=generator)
     return sample, timesteps, prompt

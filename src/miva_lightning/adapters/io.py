@@ -68,7 +68,10 @@ def load_miva(
     _check_finite(tensors, str(path))
     config = MivaConfig.from_dict(metadata["config"])
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
-    miva = Miva.from_shapes(config, shapes)
+    try:
+        miva = Miva.from_shapes(config, shapes)
+    except KeyError as error:
+        raise ValueError(f"'{path}' {error.args[0]}") from error
     expected = set(miva.state_dict())
     unknown, missing = sorted(set(tensors) - expected), sorted(expected - set(tensors))
     if unknown or missing:

@@ -153,7 +153,7 @@ class Miva(nn.Module):
 
         def shape(key: str) -> tuple[int, ...]:
             if key not in shapes:
-                raise KeyError(f"MIVA tensors lack '{key}' (file truncated or written by another version?)")
+                raise KeyError(f"lacks tensor '{key}' (truncated, or written by another version?)")
             return tuple(shapes[key])
 
         def layers(prefix: str) -> list[str]:

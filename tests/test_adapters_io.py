@@ -1,0 +1,156 @@
+"""MIVA files: safetensors round trip, base identity, and every refusal with a message that says why."""
+
+import json
+
+import pytest
+import torch
+from diffusers import UNetMotionModel
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from miva_lightning.adapters import (
+    Miva,
+    MivaConfig,
+    attach_mivas,
+    base_identity,
+    detach_mivas,
+    load_miva,
+    save_miva,
+)
+
+
+def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
+    torch.manual_seed(seed)
+    unet = UNetMotionModel(
+        sample_size=16,
+        block_out_channels=block_out_channels,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
+        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        num_attention_heads=4,
+        motion_num_attention_heads=4,
+    )
+    return unet.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny_unet()
+
+
+@pytest.fixture
+def trained(unet):
+    miva = Miva.from_unet(unet, MivaConfig(name="waterfall", cfa_variant="separate", ca_rank=16, lora_rank=8))
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for parameter in miva.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return miva
+
+
+@pytest.fixture
+def saved(tmp_path, unet, trained):
+    return save_miva(tmp_path / "waterfall.safetensors", trained, base_identity(unet, "tiny-test"))
+
+
+def outputs(unet, miva):
+    generator = torch.Generator().manual_seed(3)
+    inputs = (torch.randn(2, 4, 3, 8, 8, generator=generator), torch.tensor([5, 600]), torch.randn(6, 7, 32, generator=generator))
+    handle = attach_mivas(unet, [miva])
+    try:
+        with torch.no_grad():
+            return unet(*inputs).sample
+    finally:
+        detach_mivas(handle)
+
+
+def test_round_trip_gives_identical_outputs_and_metadata(unet, trained, saved):
+    loaded, metadata = load_miva(saved, unet=unet)
+    assert loaded.config == trained.config
+    assert metadata["base"] == base_identity(unet, "tiny-test")
+    assert metadata["parameter_counts"] == trained.parameter_counts()
+    assert torch.equal(outputs(unet, loaded), outputs(unet, trained))
+    without_unet, _ = load_miva(saved)  # shapes come from the file alone
+    reloaded, original = without_unet.state_dict(), trained.state_dict()
+    assert sorted(reloaded) == sorted(original)
+    assert all(torch.equal(reloaded[key], original[key]) for key in original)
+
+
+def test_fingerprint_ignores_attached_lora_and_sees_weight_changes(unet, trained):
+    clean = base_identity(unet, "x")["fingerprint"]
+    handle = attach_mivas(unet, [trained])
+    assert base_identity(unet, "x")["fingerprint"] == clean
+    detach_mivas(handle)
+    assert base_identity(tiny_unet(seed=1), "x")["fingerprint"] != clean
+
+
+def test_other_architecture_is_refused_naming_layer_and_shapes(saved):
+    other = tiny_unet(block_out_channels=(16, 64))
+    with pytest.raises(ValueError) as error:
+        load_miva(saved, unet=other)
+    message = str(error.value)
+    assert "down_blocks_0_attentions_0_transformer_blocks_0_attn1" in message
+    assert "(32, 32)" in message and "(16, 16)" in message
+
+
+def test_other_base_weights_are_refused_unless_not_strict(saved):
+    other = tiny_unet(seed=1)
+    with pytest.raises(ValueError, match="fingerprint.*strict_base=False"):
+        load_miva(saved, unet=other)
+    with pytest.warns(UserWarning, match="tiny-test"):
+        miva, _ = load_miva(saved, unet=other, strict_base=False)
+    assert miva.config.name == "waterfall"
+
+
+def test_missing_pickle_and_foreign_files_are_refused(tmp_path, trained):
+    with pytest.raises(FileNotFoundError, match="no MIVA file"):
+        load_miva(tmp_path / "absent.safetensors")
+    pickled = tmp_path / "miva.safetensors"
+    torch.save(trained.state_dict(), pickled)
+    with pytest.raises(ValueError, match="pickle"):
+        load_miva(pickled)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"definitely not a tensor file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        load_miva(garbage)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="not a MIVA"):
+        load_miva(foreign)
+    with pytest.raises(ValueError, match="safetensors only"):
+        save_miva(tmp_path / "miva.pt", trained, {"name": "x", "fingerprint": "0"})
+
+
+def _rewrite(source, target, change):
+    """Copy a MIVA file with its metadata, after `change` edited its tensors."""
+    tensors = load_file(str(source))
+    with safe_open(str(source), framework="pt") as reader:
+        metadata = reader.metadata()
+    change(tensors)
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def test_unknown_missing_and_nan_tensors_are_refused(tmp_path, saved):
+    extra = _rewrite(saved, tmp_path / "extra.safetensors", lambda t: t.update(stray=torch.zeros(1)))
+    with pytest.raises(ValueError, match="unknown tensors.*stray"):
+        load_miva(extra)
+    key = next(k for k in load_file(str(saved)) if k.startswith("implicit_prompt.") and k.endswith(".up.weight"))
+    missing = _rewrite(saved, tmp_path / "missing.safetensors", lambda t: t.pop(key))
+    with pytest.raises(ValueError, match="lacks.*up.weight"):
+        load_miva(missing)
+    poisoned = _rewrite(saved, tmp_path / "nan.safetensors", lambda t: t[key].fill_(float("nan")))
+    with pytest.raises(ValueError, match="NaN"):
+        load_miva(poisoned)
+
+
+def test_save_is_atomic_and_refuses_nan(tmp_path, unet, trained, saved):
+    before = saved.read_bytes()
+    with torch.no_grad():
+        next(trained.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        save_miva(saved, trained, base_identity(unet, "tiny-test"))
+    assert saved.read_bytes() == before  # the previous file survives a failed save
+    assert [p.name for p in tmp_path.iterdir()] == ["waterfall.safetensors"]
