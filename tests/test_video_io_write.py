@@ -18,8 +18,8 @@ def _gradient_clip(frames=6, height=32, width=32):
     """A smooth moving ramp: lossy codecs reproduce it closely."""
     ys = torch.linspace(0, 1, height)[:, None]
     xs = torch.linspace(0, 1, width)[None, :]
-    clip = [torch.stack([(xs + 0.05 * t).remainder(1) * torch.ones_like(ys), ys * torch.ones_like(xs), 0.5 * torch.ones(height, width)]) for t in range(frames)]
-    return torch.stack(clip)
+    planes = lambda t: [(xs + 0.05 * t).remainder(1).expand(height, width), ys.expand(height, width), torch.full((height, width), 0.5)]
+    return torch.stack([torch.stack(planes(t)) for t in range(frames)])
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".webm", ".avi", ".mov"])

@@ -7,6 +7,7 @@ LAMP layout: `<root>/<motion>/<clip>.{mp4,gif,webm,avi,mov,...}` or `<root>/<mot
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,7 +16,7 @@ import torch
 
 from miva_lightning.data.readers import IMAGE_SUFFIXES, UnsupportedFormatError, VideoReadError
 from miva_lightning.data.readers.frames_reader import natural_key
-from miva_lightning.data.video_io import CLIP_SUFFIXES
+from miva_lightning.data.video_io import CLIP_SUFFIXES, count_frames, read_video
 
 # Files that may sit beside clips (captions, notes) and are not clips.
 SIDECAR_SUFFIXES = (".txt", ".json", ".csv", ".md", ".yaml", ".yml")
@@ -43,11 +44,11 @@ def folder_clip_entries(
     on_error: str = "raise",
 ) -> list[ClipEntry]:
     """Clips of the chosen motions (all motion folders when None), naturally sorted per motion."""
-    from miva_lightning.data.video_io import count_frames, read_video
-
     root = Path(root)
     if not root.is_dir():
-        raise VideoReadError(root, "data root does not exist or is not a folder; set data.root to a folder laid out as <root>/<motion>/<clips>")
+        raise VideoReadError(
+            root, "data root does not exist or is not a folder; set data.root to a folder laid out as <root>/<motion>/<clips>"
+        )
     available = sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
     chosen = available if motions is None else list(motions)
     if not chosen:
@@ -55,7 +56,9 @@ def folder_clip_entries(
     entries = []
     for motion in chosen:
         if motion not in available:
-            raise VideoReadError(root / motion, f"no folder for motion {motion!r}; motions found under {root}: {available or 'none'}")
+            raise VideoReadError(
+                root / motion, f"no folder for motion {motion!r}; motions found under {root}: {available or 'none'}"
+            )
         clips = _clips_in(root / motion, on_error)
         if not clips:
             found = sorted(p.name for p in (root / motion).iterdir())[:20]
@@ -92,8 +95,6 @@ def _clips_in(folder: Path, on_error: str) -> list[Path]:
         )
         if on_error == "raise":
             raise error
-        import warnings
-
         warnings.warn(f"skipping {error}", stacklevel=3)
     return clips
 

@@ -100,7 +100,9 @@ class FewShotMotionDataModule(L.LightningDataModule):
             width=hp.width,
             seed=hp.seed,
             cache=hp.cache,
-            read_options=dict(backend=hp.backend, max_pixels=hp.max_pixels, oversize=hp.oversize, timeout_s=hp.decode_timeout_s),
+            read_options=dict(
+                backend=hp.backend, max_pixels=hp.max_pixels, oversize=hp.oversize, timeout_s=hp.decode_timeout_s
+            ),
             on_error=hp.on_error,
         )
         self.train_set = FewShotClipDataset(train_entries, train=True, flip_p=hp.flip_p, **common)
@@ -125,7 +127,10 @@ class FewShotMotionDataModule(L.LightningDataModule):
         kept = {entry.motion for entry in self.train_set.entries}
         for motion in dict.fromkeys(entry.motion for entry in train_entries):
             if motion not in kept:
-                raise ValueError(f"every training clip of motion {motion!r} was skipped as unreadable or too short (see the warnings); fix the clips or lower num_frames/stride")
+                raise ValueError(
+                    f"every training clip of motion {motion!r} was skipped as unreadable or too short "
+                    "(see the warnings); fix the clips or lower num_frames/stride"
+                )
 
     def clip_paths(self, split: str = "train") -> list[str]:
         """Which clips each split uses (log them next to results)."""

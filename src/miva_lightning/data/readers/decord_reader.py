@@ -88,7 +88,9 @@ def _with_deadline(path, timeout_s: float, work):
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise DecodeTimeoutError(path, f"decord did not finish within {timeout_s} s (wrong frame count in the header?); use backend='pyav'")
+        raise DecodeTimeoutError(
+            path, f"decord did not finish within {timeout_s} s (wrong frame count in the header?); use backend='pyav'"
+        )
     if "error" in result:
         raise result["error"]
     return result["value"]

@@ -55,7 +55,11 @@ def read_frames_folder(
                     size = decode_size(files[index], image.height, image.width, max_pixels, oversize)
                     first_size = image.size
                 elif image.size != first_size:
-                    raise VideoReadError(files[index], f"frame is {image.size[0]}x{image.size[1]} but {files[indices[0]].name} is {first_size[0]}x{first_size[1]}; all frames of a clip must have one size")
+                    raise VideoReadError(
+                        files[index],
+                        f"frame is {image.size[0]}x{image.size[1]} but {files[indices[0]].name} is "
+                        f"{first_size[0]}x{first_size[1]}; all frames of a clip must have one size",
+                    )
                 frames.append(pil_to_rgb_float(image, size))
         except (UnidentifiedImageError, OSError) as error:
             raise VideoReadError(files[index], f"not a readable image ({error}); replace or remove it") from error
