@@ -23,3 +23,12 @@ def test_hashes_are_order_independent_and_sensitive():
     t = torch.arange(6.0).reshape(2, 3)
     assert tensor_fingerprint([("x", t)]) == tensor_fingerprint([("x", t.clone())])
     assert tensor_fingerprint([("x", t)]) != tensor_fingerprint([("x", t + 1e-3)])
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    target = atomic_write_json(tmp_path / "x.json", {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
