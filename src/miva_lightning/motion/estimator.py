@@ -1,0 +1,256 @@
+"""Estimate the motion of a clip: fitted global motion plus statistics of the local flow.
+
+All pixel quantities are in REFERENCE pixels (input pixels x 32 / frame width), so one set of
+thresholds serves every size (the world's speeds scale the same way).
+
+Per pair of consecutive frames:
+1. Farneback flow (`flow.py`).
+2. Global similarity motion  flow(p) = (s R(a) - I) p + t  (p about the image centre, y down,
+   a > 0 clockwise): a robust, texture-weighted least-squares fit to the flow, then refined by
+   OpenCV's ECC image registration (Farneback under-estimates zoom/rotation flow by ~25 % on smooth
+   scenes; ECC aligns the images themselves).
+3. `global_gain`: how much the fitted global motion explains the frame change,
+   1 - sum|I1 - warp(I0)| / sum|I1 - I0|. A camera motion is explained (gain near 1); a layer moving
+   over a still scene is not (the background did not move, so any global warp breaks it: gain <= ~0).
+4. Statistics of the moving pixels (|flow| > MOVING_PX): mean flow, direction coherence, centroid,
+   spread and radial divergence about their centroid.
+Summaries are medians over pairs, so one odd pair (a layer appearing after frame 0) does not decide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from miva_lightning.motion.flow import check_video, flow_between, luminance_uint8, upsample
+
+REFERENCE_WIDTH = 32
+MOVING_PX = 0.5  # a pixel "moves" when its flow exceeds this many reference pixels per frame
+ROBUST_PX = 0.5  # residual scale of the robust global fit (reference pixels)
+ROBUST_ITERATIONS = 6
+MIN_CORRELATION = 0.5  # median correlation of consecutive frames below this: unrelated images (noise)
+ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+
+
+@dataclass
+class PairMotion:
+    """Motion between frames t and t+1 (reference pixels)."""
+
+    dx: float  # global translation per frame (content flow, x right)
+    dy: float  # (y down)
+    scale: float  # global scale per frame about the centre (1 = none)
+    angle_deg: float  # global rotation per frame about the centre, clockwise on screen > 0
+    residual: float  # texture-weighted RMS of the flow minus the global motion
+    global_gain: float  # fraction of the frame change that the global motion explains (see above)
+    mean_magnitude: float  # flow magnitude statistics
+    top5_magnitude: float  # mean of the largest 5 % flow magnitudes
+    moving_fraction: float
+    moving_dx: float  # mean flow of the moving pixels
+    moving_dy: float
+    direction_coherence: float  # |mean flow| / mean |flow| over moving pixels (1 = all one way)
+    centroid_x: float  # moving pixels' centre, in [-1, 1] image units
+    centroid_y: float
+    extent_x: float  # moving pixels' standard deviation, image units
+    extent_y: float
+    divergence: float  # mean radial unit component of the moving flow about its centroid (+1 = burst)
+    correlation: float  # Pearson correlation of the two frames
+    frame_change: float  # mean absolute grey difference of the two frames, in [0, 1]
+
+
+@dataclass
+class MotionEstimate:
+    pairs: list[PairMotion]
+    summary: PairMotion  # median of each field over the pairs
+    valid: bool  # False when consecutive frames barely correlate (median over pairs): noise
+    size: tuple[int, int]
+    flow: Tensor | None = field(default=None, repr=False)  # (f-1, 2, h, w) input pixels, if kept
+
+    def as_dict(self) -> dict:
+        return {"valid": self.valid, "size": list(self.size), "summary": asdict(self.summary)}
+
+
+def frame_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two grey frames after a blur of ~1.5 reference px.
+
+    The blur keeps the measure about scene structure: thin bright layers (rain streaks) otherwise
+    pull it down, while independent noise frames stay uncorrelated after any blur.
+    """
+    sigma = 1.5 * a.shape[1] / REFERENCE_WIDTH
+    a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), sigma).astype(np.float64).ravel()
+    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), sigma).astype(np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    norm = math.sqrt((a @ a) * (b @ b))
+    if norm < 1e-9:  # a flat frame: related only to an identical flat frame
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float(a @ b / norm)
+
+
+def texture_weights(grey: np.ndarray) -> np.ndarray:
+    """Where flow is trustworthy: gradient magnitude, blurred over Farneback's window, in [0, 1]."""
+    g = grey.astype(np.float32) / 255.0
+    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = cv2.GaussianBlur(np.sqrt(gx**2 + gy**2), (0, 0), sigmaX=max(1.0, g.shape[1] / 32))
+    return magnitude / max(float(magnitude.max()), 1e-6)
+
+
+def _design(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows of u = a x - b y + tx (first half) and v = b x + a y + ty (second half)."""
+    x, y = x.ravel(), y.ravel()
+    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    return np.concatenate([np.stack([x, -y, ones, zeros], 1), np.stack([y, x, zeros, ones], 1)])
+
+
+def fit_similarity(flow: np.ndarray, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Robust weighted least squares of the similarity flow; returns (a, b, tx, ty).
+
+    Cauchy-weighted iterative reweighting (scale ROBUST_PX) from two starts, no motion and the plain
+    weighted fit, keeping the one with the lower robust cost, so the DOMINANT motion of the
+    textured pixels wins and Farneback's zero flow on flat patches does not drag it toward zero.
+    """
+    design, target = _design(x, y), np.concatenate([flow[0].ravel(), flow[1].ravel()])
+    base = np.concatenate([weights.ravel(), weights.ravel()])
+
+    def solve(w: np.ndarray) -> np.ndarray:
+        sw = np.sqrt(w)
+        return np.linalg.lstsq(design * sw[:, None], target * sw, rcond=None)[0]
+
+    def robust(solution: np.ndarray):
+        for _ in range(ROBUST_ITERATIONS):
+            residual = (target - design @ solution).reshape(2, -1)
+            cauchy = 1.0 / (1.0 + (residual**2).sum(0) / ROBUST_PX**2)
+            solution = solve(base * np.concatenate([cauchy, cauchy]))
+        residual = (target - design @ solution).reshape(2, -1)
+        cost = float((weights.ravel() * np.log1p((residual**2).sum(0) / ROBUST_PX**2)).sum())
+        return cost, solution
+
+    return min((robust(start) for start in (np.zeros(4), solve(base))), key=lambda pair: pair[0])[1]
+
+
+def similarity_warp(a: float, b: float, tx: float, ty: float, h: int, w: int) -> np.ndarray:
+    """OpenCV 2x3 map from frame t+1 pixels to frame t pixels (inverse of the content motion).
+
+    Content motion about the centre c: p' = M (p - c) + c + t with M = [[1+a, -b], [b, 1+a]];
+    its inverse in pixel coordinates is u = M^-1 u' + c - M^-1 (c + t).
+    """
+    m_inv = np.linalg.inv(np.array([[1 + a, -b], [b, 1 + a]]))
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    return np.concatenate([m_inv, (c - m_inv @ (c + np.array([tx, ty])))[:, None]], axis=1).astype(np.float32)
+
+
+def warp_to_similarity(warp: np.ndarray, h: int, w: int) -> tuple[float, float, float, float]:
+    """Inverse of `similarity_warp` for an affine warp, projected onto the similarity motions."""
+    m = np.linalg.inv(warp[:, :2].astype(np.float64))
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    t = m @ (c - warp[:, 2]) - c
+    return (m[0, 0] + m[1, 1]) / 2 - 1, (m[1, 0] - m[0, 1]) / 2, float(t[0]), float(t[1])
+
+
+def refine_with_ecc(before: np.ndarray, after: np.ndarray, params: tuple) -> tuple:
+    """ECC registration of `after` to `before` (work-scale grey), started from `params` (work px)."""
+    h, w = before.shape
+    warp = similarity_warp(*params, h, w)
+    try:
+        _, warp = cv2.findTransformECC(
+            after.astype(np.float32), before.astype(np.float32), warp, cv2.MOTION_AFFINE, ECC_CRITERIA, None, 5
+        )
+    except cv2.error:  # no convergence (e.g. flat frames): keep the flow fit
+        return params
+    return warp_to_similarity(warp, h, w)
+
+
+def global_gain(before: np.ndarray, after: np.ndarray, params: tuple) -> float:
+    """1 - sum|after - warp(before)| / sum|after - before| over pixels that the warp can see."""
+    h, w = before.shape
+    warp = similarity_warp(*params, h, w)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(before.astype(np.float32), warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    seen = cv2.warpAffine(np.ones((h, w), np.float32), warp, (w, h), flags=flags, borderValue=0) > 0.999
+    still_error = np.abs(after.astype(np.float32) - before.astype(np.float32))[seen].sum()
+    moved_error = np.abs(after.astype(np.float32) - moved)[seen].sum()
+    return float(1.0 - moved_error / still_error) if still_error > 1e-6 else 0.0
+
+
+def local_statistics(flow: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> dict:
+    """Statistics of the moving pixels of a flow (2, h, w) in reference pixels; xs, ys in [-1, 1]."""
+    magnitude = np.sqrt((flow**2).sum(0))
+    flat = np.sort(magnitude.ravel())
+    moving = magnitude > MOVING_PX
+    stats = dict(
+        mean_magnitude=float(magnitude.mean()),
+        top5_magnitude=float(flat[-max(1, len(flat) // 20) :].mean()),
+        moving_fraction=float(moving.mean()),
+        moving_dx=0.0,
+        moving_dy=0.0,
+        direction_coherence=0.0,
+        centroid_x=0.0,
+        centroid_y=0.0,
+        extent_x=0.0,
+        extent_y=0.0,
+        divergence=0.0,
+    )
+    if moving.sum() >= 3:
+        u, v, mm = flow[0][moving], flow[1][moving], magnitude[moving]
+        px, py = xs[moving], ys[moving]
+        cx, cy = float(px.mean()), float(py.mean())
+        rx, ry = px - cx, py - cy
+        radius = np.sqrt(rx**2 + ry**2) + 1e-6
+        stats.update(
+            moving_dx=float(u.mean()),
+            moving_dy=float(v.mean()),
+            direction_coherence=float(math.hypot(u.mean(), v.mean()) / mm.mean()),
+            centroid_x=cx,
+            centroid_y=cy,
+            extent_x=float(px.std()),
+            extent_y=float(py.std()),
+            divergence=float(((u * rx + v * ry) / (radius * mm)).mean()),
+        )
+    return stats
+
+
+def median_pair(pairs: list[PairMotion]) -> PairMotion:
+    return PairMotion(**{k: float(np.median([getattr(p, k) for p in pairs])) for k in asdict(pairs[0])})
+
+
+def estimate_motion(video: Tensor, keep_flow: bool = False, refine: bool = True) -> MotionEstimate:
+    """Estimate global and local motion of one clip `f c h w` (float in [0, 1])."""
+    video = check_video(video)
+    _, _, h, w = video.shape
+    grey = luminance_uint8(video)
+    big = upsample(grey)
+    k = big[0].shape[1] / w  # work pixels per input pixel
+    flow = flow_between(big, h, w)  # input pixels
+    unit = REFERENCE_WIDTH / w  # reference pixels per input pixel
+    ys, xs = np.meshgrid((np.arange(h) + 0.5 - h / 2) * unit, (np.arange(w) + 0.5 - w / 2) * unit, indexing="ij")
+    pairs = []
+    for t in range(flow.shape[0]):
+        ref_flow = flow[t] * unit
+        weights = np.minimum(texture_weights(grey[t]), texture_weights(grey[t + 1]))
+        a, b, tx, ty = fit_similarity(ref_flow, xs, ys, weights)
+        params = (a, b, tx / unit * k, ty / unit * k)  # work pixels
+        if refine:
+            params = refine_with_ecc(big[t], big[t + 1], params)
+        a, b = params[0], params[1]
+        tx, ty = params[2] / k * unit, params[3] / k * unit
+        fit = (_design(xs, ys) @ np.array([a, b, tx, ty])).reshape(2, h, w)
+        residual = math.sqrt(float((weights * ((ref_flow - fit) ** 2).sum(0)).sum()) / max(float(weights.sum()), 1e-9))
+        pairs.append(
+            PairMotion(
+                dx=float(tx),
+                dy=float(ty),
+                scale=math.hypot(1 + a, b),
+                angle_deg=math.degrees(math.atan2(b, 1 + a)),
+                residual=residual,
+                global_gain=global_gain(big[t], big[t + 1], params),
+                correlation=frame_correlation(grey[t], grey[t + 1]),
+                frame_change=float(np.abs(grey[t + 1].astype(np.float32) - grey[t]).mean() / 255.0),
+                **local_statistics(ref_flow, xs / (REFERENCE_WIDTH / 2), ys / (REFERENCE_WIDTH / 2 * h / w)),
+            )
+        )
+    valid = float(np.median([p.correlation for p in pairs])) >= MIN_CORRELATION
+    kept = torch.from_numpy(flow) if keep_flow else None
+    return MotionEstimate(pairs=pairs, summary=median_pair(pairs), valid=valid, size=(h, w), flow=kept)
