@@ -1,0 +1,215 @@
+"""Animate a still image with one or several MIVAs: the Python API behind `miva-animate`.
+
+    from miva_lightning.animate import animate
+    video = animate("photo.jpg", adapters=[("waterfall.safetensors", 1.0), ("clouds.safetensors", 0.6)])
+    # video: f c h w float32 in [0, 1]; frame 1 is the (resized, centre-cropped) input image
+
+With no adapters the frozen base animates the image alone (optionally prompted with `prompt`): the
+baseline that MIVAs are compared against.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from miva_lightning.backbones import Backbone
+
+AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+LORA_MODES = ("merge", "residual")
+
+
+def backbone_size(backbone: Backbone) -> tuple[int, int]:
+    """(height, width) of the frames the backbone generates."""
+    cfg = backbone.config or {}
+    if cfg.get("height") and cfg.get("width"):
+        return int(cfg["height"]), int(cfg["width"])
+    if cfg.get("image_size"):
+        return int(cfg["image_size"]), int(cfg["image_size"])
+    raise ValueError(f"backbone {backbone.name!r} does not state its frame size: pass size=(height, width)")
+
+
+def load_image(image: ImageSource, size: int | tuple[int, int]) -> torch.Tensor:
+    """Any PNG/JPG path, PIL image, uint8 `h w c` array or float `c h w` tensor -> `c h w` float in [0, 1],
+    resized on its shorter side to cover `size` and centre-cropped to it."""
+    from miva_lightning.data.readers.images import pil_to_rgb_float
+    from miva_lightning.data.transforms import resize_and_center_crop
+
+    height, width = (size, size) if isinstance(size, int) else size
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"input image {path} does not exist")
+        try:
+            with Image.open(path) as opened:
+                pixels = torch.from_numpy(pil_to_rgb_float(opened)).permute(2, 0, 1)
+        except Image.UnidentifiedImageError as error:
+            raise ValueError(f"{path} is not an image Pillow can read (use PNG or JPG)") from error
+    elif isinstance(image, Image.Image):
+        pixels = torch.from_numpy(pil_to_rgb_float(image)).permute(2, 0, 1)
+    elif isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"numpy images must be uint8 `h w 3`, got {image.dtype} {image.shape}")
+        pixels = torch.from_numpy(image[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"tensor images must be float `c h w` with 3 channels, got shape {tuple(image.shape)}")
+        pixels = image.detach().float().cpu()
+        if pixels.min() < 0 or pixels.max() > 1:
+            raise ValueError("tensor images must hold values in [0, 1]")
+    else:
+        raise TypeError(f"cannot read an image from {type(image).__name__}: pass a path, PIL image, array or tensor")
+    return resize_and_center_crop(pixels[None], height, width)[0].contiguous()
+
+
+def check_adapter_weights(adapters: Sequence[tuple[AdapterSource, float]]) -> list[tuple[AdapterSource, float]]:
+    """Refuse NaN / infinite / negative weights and missing files before any model work starts."""
+    checked = []
+    for index, item in enumerate(adapters):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"adapter #{index} must be a (path_or_Miva, weight) pair, got {item!r}")
+        source, weight = item
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"adapter #{index} weight {weight!r} is not a number") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"adapter #{index} ({source}) has weight {weight}: use a finite number >= 0")
+        if weight < 0:
+            raise ValueError(f"adapter #{index} ({source}) has negative weight {weight}: weights must be >= 0")
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"adapter file {path} does not exist (expected a MIVA .safetensors file)")
+            if path.suffix != ".safetensors":
+                raise ValueError(f"adapter file {path} must be a .safetensors file written by miva-train")
+        checked.append((source, weight))
+    return checked
+
+
+def load_adapters(adapters: Sequence[tuple[AdapterSource, float]], unet) -> list[tuple[Any, float]]:
+    from miva_lightning.adapters import Miva, load_miva
+
+    loaded = []
+    for source, weight in adapters:
+        miva = source if isinstance(source, Miva) else load_miva(source, unet)
+        if isinstance(miva, tuple):  # load_miva may return (miva, metadata)
+            miva = miva[0]
+        device = next(unet.parameters()).device
+        loaded.append((miva.to(device), weight))
+    return loaded
+
+
+def default_backbone() -> Backbone:
+    """The committed tiny base (configs/animate.yaml's backbone)."""
+    from miva_lightning.backbones import build_backbone
+    from miva_lightning.config import compose
+
+    return build_backbone(compose("animate").backbone)
+
+
+@torch.no_grad()
+def animate(
+    image: ImageSource,
+    adapters: Sequence[tuple[AdapterSource, float]] = (),
+    backbone: Backbone | None = None,
+    num_frames: int = 8,
+    steps: int = 25,
+    seed: int = 0,
+    noise_init: Any = None,
+    lora_mode: str = "merge",
+    size: int | tuple[int, int] | None = None,
+    prompt: str | None = None,
+    guidance_scale: float = 1.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Animate `image` with `adapters` [(path_or_Miva, weight), ...]; returns video `f c h w` in [0, 1].
+
+    `prompt` is for the base alone (MIVAs replace the text cross-attention, so text has no effect on them).
+    """
+    adapters = check_adapter_weights(adapters)
+    backbone = backbone or default_backbone()
+    first_frame = load_image(image, size or backbone_size(backbone))
+    video = animate_batch(
+        first_frame[None], adapters, backbone, num_frames, steps, seed, noise_init, lora_mode, prompt,
+        guidance_scale, progress,
+    )  # fmt: skip
+    return video[0]
+
+
+@torch.no_grad()
+def animate_batch(
+    first_frames: torch.Tensor,
+    adapters: Sequence[tuple[AdapterSource, float]],
+    backbone: Backbone,
+    num_frames: int = 8,
+    steps: int = 25,
+    seed: int = 0,
+    noise_init: Any = None,
+    lora_mode: str = "merge",
+    prompt: str | None = None,
+    guidance_scale: float = 1.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Animate first frames `b c h w` (already at the backbone's size) in one sampling loop -> `b f c h w`.
+
+    The noise of the whole batch comes from one generator seeded with `seed`."""
+    if lora_mode not in LORA_MODES:
+        raise ValueError(f"lora_mode={lora_mode!r} unknown; use one of {LORA_MODES}")
+    if num_frames < 2:
+        raise ValueError(f"num_frames={num_frames}: a video needs at least 2 frames")
+    if steps < 1:
+        raise ValueError(f"steps={steps}: use at least 1 sampling step")
+    if first_frames.ndim != 4 or first_frames.shape[1] != 3:
+        raise ValueError(f"first_frames must be `b 3 h w`, got shape {tuple(first_frames.shape)}")
+    adapters = check_adapter_weights(adapters)
+    device = next(backbone.unet.parameters()).device
+    prompt_embeds = prompt_embeddings(backbone, prompt)
+    if prompt_embeds is not None:
+        prompt_embeds = prompt_embeds.expand(first_frames.shape[0], -1, -1)
+
+    from miva_lightning.adapters import attach_mivas, detach_mivas
+    from miva_lightning.sampling.sampler import sample_video
+
+    handle = attach_mivas(backbone.unet, load_adapters(adapters, backbone.unet), lora_mode) if adapters else None
+    try:
+        video = sample_video(
+            backbone,
+            first_frames.to(device),
+            num_frames=num_frames,
+            prompt_embeds=prompt_embeds,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=torch.Generator().manual_seed(int(seed)),
+            noise_init=noise_init,
+            progress=progress,
+        )
+    finally:
+        if handle is not None:
+            detach_mivas(handle)
+    return video.float().cpu()
+
+
+def prompt_embeddings(backbone: Backbone, prompt: str | None) -> torch.Tensor | None:
+    """`1 L D` embedding of `prompt` (the empty prompt when None), or None when the backbone has no text side."""
+    if backbone.text_encoder is None or backbone.tokenizer is None:
+        if prompt:
+            raise ValueError(f"backbone {backbone.name!r} has no text encoder, so it cannot take prompt={prompt!r}")
+        return None
+    from miva_lightning.backbones import encode_prompts
+
+    return encode_prompts(backbone, [prompt or ""])
+
+
+def write_outputs(video: torch.Tensor, stem: str | os.PathLike, fps: float = 8.0, formats=("mp4", "gif")) -> list[Path]:
+    """Write `video` (f c h w) as `<stem>.mp4` / `<stem>.gif` (each atomically); returns the paths."""
+    from miva_lightning.data import write_video
+
+    return [write_video(Path(f"{stem}.{fmt}"), video, fps=fps) for fmt in formats]

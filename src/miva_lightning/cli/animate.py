@@ -1,0 +1,101 @@
+"""`miva-animate`: animate one image with MIVAs, writing `<out>.mp4` and `<out>.gif` atomically.
+
+    miva-animate image=photo.jpg --adapter waterfall.safetensors:1.0 --adapter clouds.safetensors:0.6
+    miva-animate image=photo.jpg 'adapters=[waterfall.safetensors:0.8]' steps=50 seed=3
+
+`--adapter PATH[:WEIGHT]` (weight 1 when left out) may repeat; it adds to the Hydra list `adapters`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from miva_lightning.config import CONFIG_DIR
+
+_FLAG_ADAPTERS: list[str] = []  # filled from `--adapter` flags before Hydra parses the rest
+
+
+def parse_adapter_spec(spec: Any) -> tuple[str, float]:
+    """`path[:weight]` or {path, weight} -> (path, weight). The weight is checked later (NaN, < 0)."""
+    if isinstance(spec, dict) or OmegaConf.is_dict(spec):
+        if "path" not in spec:
+            raise ValueError(f"adapter entry {dict(spec)} needs a `path` (and optionally a `weight`)")
+        return str(spec["path"]), _as_weight(spec.get("weight", 1.0), spec)
+    text = str(spec)
+    path, sep, weight = text.rpartition(":")
+    if not sep or "/" in weight or "\\" in weight:  # no weight given (or the colon belongs to the path)
+        return text, 1.0
+    return path, _as_weight(weight, text)
+
+
+def _as_weight(value: Any, spec: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"adapter {spec!r}: weight {value!r} is not a number (use PATH:WEIGHT, e.g. a.safetensors:0.7)") from None
+
+
+def pop_adapter_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split `--adapter X` / `--adapter=X` flags out of argv; returns (remaining argv, adapter specs)."""
+    remaining, specs, index = [], [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--adapter":
+            if index + 1 >= len(argv):
+                raise SystemExit("--adapter needs a value: --adapter path.safetensors:WEIGHT")
+            specs.append(argv[index + 1])
+            index += 2
+            continue
+        if arg.startswith("--adapter="):
+            specs.append(arg.split("=", 1)[1])
+        else:
+            remaining.append(arg)
+        index += 1
+    return remaining, specs
+
+
+def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
+    from miva_lightning.animate import animate, write_outputs
+    from miva_lightning.backbones import build_backbone
+    from miva_lightning.sampling.noise_init import NoiseInit
+
+    adapters = [parse_adapter_spec(spec) for spec in list(cfg.adapters) + list(extra_adapters)]
+    size = cfg.size if cfg.size is None or isinstance(cfg.size, int) else tuple(cfg.size)
+    backbone = build_backbone(cfg.backbone)
+    video = animate(
+        cfg.image,
+        adapters=adapters,
+        backbone=backbone,
+        num_frames=int(cfg.num_frames),
+        steps=int(cfg.steps),
+        seed=int(cfg.seed),
+        noise_init=NoiseInit(**cfg.noise_init) if cfg.noise_init else None,
+        lora_mode=cfg.lora_mode,
+        size=size,
+        prompt=cfg.prompt,
+        guidance_scale=float(cfg.guidance_scale),
+        progress=True,
+    )
+    stem = cfg.out or Path(cfg.paths.output_dir) / Path(str(cfg.image)).stem
+    return write_outputs(video, stem, fps=float(cfg.fps), formats=tuple(cfg.formats))
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="animate")
+def _hydra_main(cfg: DictConfig) -> None:
+    for path in run_animate(cfg, _FLAG_ADAPTERS):
+        print(f"wrote {path}")
+
+
+def main() -> None:
+    sys.argv[1:], specs = pop_adapter_flags(sys.argv[1:])
+    _FLAG_ADAPTERS[:] = specs
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

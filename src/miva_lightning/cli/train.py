@@ -1,0 +1,174 @@
+"""`miva-train`: train one MIVA on a few-shot set and export it as a `.safetensors` adapter.
+
+    miva-train motion=waterfall                       # ten clips of a novel world motion
+    miva-train data=fewshot_folder data.root=/data/lamp motion=birds_fly
+    miva-train experiment=miva_quick trainer.max_steps=50
+    miva-train resume_from=outputs/miva_train/<run>/checkpoints/last.ckpt   # continues exactly
+
+The run folder (Hydra's output dir) gets checkpoints/ (adapter-only Lightning checkpoints every N steps),
+previews/ (GIF/MP4 from held-out first frames), the logger's files and `<motion>.safetensors`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from miva_lightning.config import CONFIG_DIR
+
+
+class FirstFrames(Dataset):
+    """Preview inputs: `{"first_frame": c h w}` items."""
+
+    def __init__(self, frames: torch.Tensor):
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"first_frame": self.frames[index]}
+
+
+def preview_first_frames(cfg: DictConfig, size: int) -> torch.Tensor:
+    """Held-out first frames of the procedural world, plus any images listed in `preview.images`."""
+    from miva_lightning.animate import load_image
+    from miva_lightning.world import heldout_first_frames
+
+    frames = [heldout_first_frames(int(cfg.preview.num_first_frames), size=size, seed=int(cfg.preview.seed))]
+    images = [load_image(path, size)[None] for path in cfg.preview.get("images") or []]
+    return torch.cat(frames + images)
+
+
+def build_datamodule(cfg: DictConfig):
+    from hydra.utils import instantiate
+
+    if "_target_" in cfg.data:
+        return instantiate(cfg.data)
+    from miva_lightning.data import FewShotMotionDataModule
+
+    return FewShotMotionDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
+
+
+def training_dataset(datamodule) -> Dataset:
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.train_dataloader().dataset
+
+
+def build_module(cfg: DictConfig, backbone):
+    from miva_lightning.adapters import Miva, MivaConfig
+    from miva_lightning.sampling.noise_init import NoiseInit
+    from miva_lightning.training.miva_module import MivaModule
+
+    adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+    adapter_cfg.pop("lora_mode", None)  # an inference-time choice; training attaches one MIVA at weight 1
+    miva = Miva.from_unet(backbone.unet, MivaConfig.from_dict(adapter_cfg))
+    noise_init = NoiseInit(**cfg.noise_init) if cfg.get("noise_init") else None
+    return MivaModule(
+        backbone,
+        miva,
+        optimization=OmegaConf.to_container(cfg.optimization, resolve=True),
+        noise_seed=int(cfg.seed),
+        timestep_distribution=cfg.loss.timestep_distribution,
+        high_noise_power=float(cfg.loss.high_noise_power),
+        preview_num_frames=int(cfg.preview.num_frames),
+        preview_steps=int(cfg.preview.steps),
+        preview_seed=int(cfg.preview.seed),
+        noise_init=noise_init,
+    )
+
+
+def base_identity_of(backbone) -> Any:
+    from miva_lightning.adapters import base_identity
+
+    return base_identity(backbone.unet, backbone.name)
+
+
+def train_miva(cfg: DictConfig) -> dict[str, Any]:
+    """Train and export one MIVA as `cfg` says; returns {adapter_path, train_time_s, steps, run_dir, ...}."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from miva_lightning.adapters import save_miva
+    from miva_lightning.backbones import build_backbone
+    from miva_lightning.callbacks.previews import MivaPreviews
+    from miva_lightning.data.clip_dataset import FewShotClipDataset
+    from miva_lightning.training.resumable_batches import BatchPosition, StepKeyedBatches
+    from miva_lightning.utils import peak_rss_mb
+    from miva_lightning.utils.lightning_setup import build_trainer
+
+    # The frozen base is in eval mode on purpose; Lightning warns about that at every fit.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(int(cfg.seed), workers=True)
+    backbone = build_backbone(cfg.backbone)
+    module = build_module(cfg, backbone)
+
+    dataset = training_dataset(build_datamodule(cfg))
+    batches = StepKeyedBatches(
+        dataset,
+        batch_size=int(cfg.data.batch_size),
+        seed=int(cfg.seed),
+        epoch_keys=isinstance(dataset, FewShotClipDataset),
+    )
+    size = int(backbone.config.get("image_size") or cfg.preview.size)
+    previews = DataLoader(
+        FirstFrames(preview_first_frames(cfg, size)),
+        batch_size=int(cfg.preview.batch_size),
+        generator=torch.Generator().manual_seed(0),  # iterating must not consume the global torch RNG
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="step_{step:06d}",
+        every_n_train_steps=int(cfg.checkpoint.every_n_steps),
+        save_top_k=int(cfg.checkpoint.keep),
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    preview_writer = MivaPreviews(
+        dirpath=str(run_dir / "previews"), formats=list(cfg.preview.formats), fps=float(cfg.preview.fps)
+    )
+    trainer = build_trainer(cfg, extra_callbacks=[BatchPosition(batches), checkpoints, preview_writer])
+
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=previews, ckpt_path=cfg.get("resume_from"))
+    train_time_s = time.perf_counter() - started
+    if cfg.preview.at_end and trainer.global_step % int(cfg.preview.every_n_steps) != 0:
+        trainer.validate(module, dataloaders=previews, verbose=False)
+
+    adapter_path = Path(cfg.get("adapter_out") or run_dir / f"{cfg.motion}.safetensors")
+    save_miva(adapter_path, module.miva.cpu(), base_identity_of(backbone))
+    summary = {
+        "adapter_path": str(adapter_path),
+        "motion": cfg.motion,
+        "steps": int(trainer.global_step),
+        "train_time_s": round(train_time_s, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "run_dir": str(run_dir),
+        "adapter_parameters": int(sum(p.numel() for p in module.adapter_parameters())),
+        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+        "previews": [str(p) for p in preview_writer.written],
+    }
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> None:
+    summary = train_miva(cfg)
+    print(
+        f"trained MIVA '{summary['motion']}' for {summary['steps']} steps in {summary['train_time_s']:.1f} s "
+        f"(peak RSS {summary['peak_rss_mb']:.0f} MiB)"
+    )
+    print(f"adapter: {summary['adapter_path']}")
+
+
+if __name__ == "__main__":
+    main()
