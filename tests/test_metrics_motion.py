@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from miva_lightning.metrics import available_metrics, build_metric
 from miva_lightning.metrics import motion as Mo
+from miva_lightning.world.clips import render_clip
 
 cv2.setNumThreads(1)
 
@@ -66,18 +67,6 @@ def test_dynamic_pairs_counts_moving_pairs():
     assert metric.describe()["threshold_px"] == 1.0 and metric.describe()["flow_backend"] == "farneback"
 
 
-def test_fit_similarity_recovers_exact_parameters_from_a_synthetic_field():
-    h, w = 20, 30
-    ys, xs = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
-    tx, ty, a, b = 1.5, -0.5, 0.05, -0.03
-    flow = torch.stack([tx + a * xs - b * ys, ty + b * xs + a * ys])[None]
-    fitted = Mo.fit_similarity(flow)[0]
-    assert torch.allclose(fitted, torch.tensor([tx, ty, a, b]), atol=1e-5)
-    params = Mo.similarity_to_params(fitted[None])
-    assert params["scale"].item() == pytest.approx(math.hypot(1 + a, b), rel=1e-6)
-    assert params["angle_deg"].item() == pytest.approx(math.degrees(math.atan2(b, 1 + a)), rel=1e-5)
-
-
 def test_agreement_with_reference_same_opposite_and_static():
     right, left, still = pan(dx=2), pan(dx=-2, seed=3), texture(32, seed=4)[None].expand(5, -1, -1, -1)
     for name in ("flow_farneback_agreement_pooled", "flow_farneback_agreement_similarity"):
@@ -95,21 +84,43 @@ def test_agreement_with_reference_same_opposite_and_static():
 
 
 def test_motion_world_ground_truth_error_is_small_for_the_true_clip():
-    from miva_lightning.world.clips import render_clip
-
     clips = [render_clip(m, 7, size=32, num_frames=5) for m in ("pan_left", "zoom_in", "rotate_cw", "rain")]
     batch = {"generated": torch.stack([c.video for c in clips]), "params": [c.params for c in clips]}
-    limits = {"translation_px": 0.3, "log_scale": 0.02, "rotation_deg": 1.0}
+    limits = {"translation_refpx": 0.3, "log_scale": 0.02, "rotation_deg": 1.0}
     for component, limit in limits.items():
         metric = Mo.MotionParameterError(component)
         metric.update(batch)
         assert metric.compute().item() < limit, component
         assert metric.describe()["n_videos"] == 3 and metric.describe()["n_skipped"] == 1  # rain: local motion
-    wrong = Mo.MotionParameterError("translation_px")
+    wrong = Mo.MotionParameterError("translation_refpx")
     wrong.update({"generated": batch["generated"][:1], "params": [clips[1].params]})  # a pan judged as a zoom
     assert wrong.compute().item() > 1.5
+
+
+def test_motion_class_accuracy_of_true_and_mislabelled_world_clips():
+    clips = [render_clip(m, 3, size=32, num_frames=6) for m in ("static", "pan_right", "zoom_out")]
+    videos = torch.stack([c.video for c in clips])
+    right, wrong = Mo.MotionClassAccuracy(), Mo.MotionClassAccuracy()
+    right.update({"generated": videos, "motions": [c.motion for c in clips]})
+    wrong.update({"generated": videos, "motions": ["pan_left", "zoom_in", "static"]})
+    assert right.compute().item() == 1.0 and wrong.compute().item() == 0.0
+    with pytest.raises(ValueError, match="not among the judged classes"):
+        right.update({"generated": videos, "motions": ["dance", "static", "static"]})
 
 
 def test_registered_motion_names_carry_the_backend():
     names = [n for n in available_metrics() if n.startswith(("flow_", "motion_param"))]
     assert names and all("farneback" in n for n in names)
+
+
+def test_agreement_across_scenes_and_sizes_on_the_motion_world():
+    generated = render_clip("zoom_in", 21, size=32, num_frames=5).video
+    same = render_clip("zoom_in", 22, size=64, num_frames=5).video
+    other = render_clip("pan_down", 22, size=64, num_frames=5).video
+    for name in ("flow_farneback_agreement_pooled", "flow_farneback_agreement_similarity"):
+        scores = {}
+        for label, reference in (("same", same), ("other", other)):
+            metric = build_metric(name)
+            metric.update({"generated": generated[None], "reference": reference[None]})
+            scores[label] = metric.compute().item()
+        assert scores["same"] > 0.8 and scores["other"] < 0.3, (name, scores)
