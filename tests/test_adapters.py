@@ -305,3 +305,20 @@ def test_parameter_counts_per_component(unet):
     # CA: W2 (d x r) + LayerNorm_r + W3 (r x d), no biases
     assert counts["implicit_prompt"] == sum(2 * a.to_q.in_features * 8 + 2 * 8 for a in attn1)
     assert counts["total"] == sum(p.numel() for p in Miva.from_unet(unet, config).parameters())
+
+
+def test_float32_adapter_on_a_bfloat16_base(unet, inputs):
+    miva = perturbed(Miva.from_unet(unet), seed=8)
+    unet.to(torch.bfloat16)
+    attach_mivas(unet, [miva])
+    sample, timesteps, prompt = inputs
+    output = run(unet, (sample.to(torch.bfloat16), timesteps, prompt.to(torch.bfloat16)))
+    assert output.dtype == torch.bfloat16 and torch.isfinite(output).all()
+
+
+def test_an_attached_unet_deep_copies_with_its_adapters(unet, inputs):
+    handle = attach_mivas(unet, [(perturbed(Miva.from_unet(unet), seed=9), 0.8)], lora_mode="residual")
+    twin = copy.deepcopy(unet)
+    assert torch.equal(run(twin, inputs), run(unet, inputs))
+    detach_mivas(handle)
+    assert not torch.equal(run(twin, inputs), run(unet, inputs))  # the copy keeps its own adapters

@@ -64,11 +64,14 @@ def _argument(args: tuple, kwargs: dict[str, Any], position: int, name: str) -> 
     return args[position] if len(args) > position else None
 
 
-def install_context(unet: nn.Module) -> CallContext:
-    """Hook `unet` so that each forward fills a fresh `CallContext`; `remove_context` undoes it."""
-    context = CallContext()
+class CaptureCallState:
+    """Forward pre-hook of the UNet that fills a `CallContext` (a class, not a closure, so a UNet with
+    MIVAs attached can still be deep-copied or pickled consistently)."""
 
-    def before_forward(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    def __init__(self, context: CallContext) -> None:
+        self.context = context
+
+    def __call__(self, unet: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         sample = _argument(args, kwargs, 0, "sample")
         timestep = _argument(args, kwargs, 1, "timestep")
         if sample is None or sample.ndim != 5:
@@ -77,13 +80,17 @@ def install_context(unet: nn.Module) -> CallContext:
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1)
         timesteps = timesteps.expand(batch) if timesteps.numel() == 1 else timesteps
         with torch.no_grad():  # the base's time embedding is frozen: a constant input for w(t)
-            sinusoids = module.time_proj(timesteps).to(dtype=module.dtype)
-            context.temb = module.time_embedding(sinusoids)
-        context.timesteps = timesteps.float()
-        context.num_frames = int(sample.shape[2])
-        context.batch_size = int(batch)
+            sinusoids = unet.time_proj(timesteps).to(dtype=unet.dtype)
+            self.context.temb = unet.time_embedding(sinusoids)
+        self.context.timesteps = timesteps.float()
+        self.context.num_frames = int(sample.shape[2])
+        self.context.batch_size = int(batch)
 
-    context.hooks.append(unet.register_forward_pre_hook(before_forward, with_kwargs=True))
+
+def install_context(unet: nn.Module) -> CallContext:
+    """Hook `unet` so that each forward refreshes one `CallContext`; `remove_context` undoes it."""
+    context = CallContext()
+    context.hooks.append(unet.register_forward_pre_hook(CaptureCallState(context), with_kwargs=True))
     return context
 
 

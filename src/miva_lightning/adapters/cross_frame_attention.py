@@ -53,8 +53,8 @@ class CrossFrameAdapter(nn.Module):
 
     def forward(self, tokens: torch.Tensor, shared: "SharedFrameKV", context: CallContext) -> torch.Tensor:
         """tokens `(b f) n c` -> CFA output `(b f) n c` (before the user weight)."""
-        dtype = self.to_q.weight.dtype
-        query = rearrange(self.to_q(tokens.to(dtype)), "bf n (h d) -> bf h n d", h=shared.heads)
+        query = rearrange(self.to_q(tokens.to(self.to_q.weight.dtype)), "bf n (h d) -> bf h n d", h=shared.heads)
+        dtype = query.dtype  # the adapter's dtype, or autocast's
         first_weight = context.per_video(self.weighting(context), shared.videos).to(dtype)
         first_weight = rearrange(first_weight, "b -> b 1").expand(-1, shared.frames)
         first_weight = rearrange(first_weight, "b f -> (b f) 1 1 1")
@@ -67,7 +67,7 @@ class CrossFrameAdapter(nn.Module):
             from_first = F.scaled_dot_product_attention(query, k_first, v_first, scale=shared.scale)
             from_prev = F.scaled_dot_product_attention(query, k_prev, v_prev, scale=shared.scale)
             mixed = first_weight * from_first + (1 - first_weight) * from_prev
-        return self.to_out(rearrange(mixed, "bf h n d -> bf n (h d)"))
+        return self.to_out(rearrange(mixed, "bf h n d -> bf n (h d)").to(self.to_out.weight.dtype))
 
 
 class SharedFrameKV:

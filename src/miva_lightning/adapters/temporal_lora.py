@@ -74,15 +74,19 @@ class TemporalLoraAttachment:
         self.had_peft_config = "peft_config" in vars(unet)
         self.adapter_names: list[str | None] = []
         self.original_processors: dict[str, Any] = {}
-        for index, pairs in enumerate(adapters):
-            self.adapter_names.append(None if pairs is None else self._inject(f"{prefix}{index}", pairs))
-        self.layers = {name: unet.get_submodule(name) for name in self.targets}
-        active = [name for name in self.adapter_names if name is not None]
-        for layer in self.layers.values():
-            layer.set_adapter(active)
-        if mode == "residual":
-            self._install_residual_processors()
-        self.apply_weights()
+        try:
+            for index, pairs in enumerate(adapters):
+                self.adapter_names.append(None if pairs is None else self._inject(f"{prefix}{index}", pairs))
+            self.layers = {name: unet.get_submodule(name) for name in self.targets}
+            active = [name for name in self.adapter_names if name is not None]
+            for layer in self.layers.values():
+                layer.set_adapter(active)
+            if mode == "residual":
+                self._install_residual_processors()
+            self.apply_weights()
+        except BaseException:
+            self.detach()  # leave the UNet as it was
+            raise
 
     def _inject(self, adapter_name: str, pairs: dict[str, LoraPair]) -> str:
         missing = sorted(set(self.targets) - set(pairs))
