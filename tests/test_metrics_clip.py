@@ -129,6 +129,7 @@ def test_local_folder_loads_offline_with_its_hash(tmp_path, encoder):
     encoder.tokenizer.save_pretrained(folder)
     loaded = C.load_clip_encoder(folder)
     assert loaded.name == "clip" and len(loaded.weights_sha256) == 64
+    assert (loaded.resize_to, loaded.crop_to) == (32, 32)  # no preprocessor_config.json: the model's size
     images = _video(b=2, f=1)[:, 0]
     assert torch.allclose(loaded.encode_images(images), encoder.encode_images(images), atol=1e-5)
     broken = tmp_path / "broken"
@@ -144,3 +145,12 @@ def test_preprocess_resizes_shortest_side_and_centre_crops(encoder):
     gray = torch.full((1, 3, 50, 70), 0.5)
     expected = (0.5 - encoder.mean) / encoder.std
     assert torch.allclose(encoder.preprocess(gray), expected.expand(1, 3, 32, 32), atol=1e-5)
+
+
+def test_preprocessing_sizes_and_statistics_come_from_preprocessor_config(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}, '
+        '"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}'
+    )
+    assert C._preprocessing_from_folder(tmp_path, 224) == (40, 32, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    assert C._preprocessing_from_folder(tmp_path / "absent", 224) == (224, 224, C.OPENAI_CLIP_MEAN, C.OPENAI_CLIP_STD)
