@@ -322,3 +322,19 @@ def test_an_attached_unet_deep_copies_with_its_adapters(unet, inputs):
     assert torch.equal(run(twin, inputs), run(unet, inputs))
     detach_mivas(handle)
     assert not torch.equal(run(twin, inputs), run(unet, inputs))  # the copy keeps its own adapters
+
+
+def test_every_adapter_config_file_is_a_valid_miva_config():
+    from omegaconf import OmegaConf
+
+    from miva_lightning.config import CONFIG_DIR, compose
+
+    names = sorted(path.stem for path in (CONFIG_DIR / "adapter").glob("*.yaml"))
+    assert "miva" in names and len(names) > 1
+    configs = {}
+    for name in names:
+        values = OmegaConf.to_container(compose(f"adapter/{name}").adapter, resolve=True)
+        assert values.pop("lora_mode") in ("merge", "residual")
+        configs[name] = MivaConfig.from_dict(values)
+    assert configs["miva"] == MivaConfig(name="miva")  # the default file is METHOD's configuration
+    assert not configs["no_lora"].temporal_lora and configs["ca_keep_text"].base_branch == "empty_prompt"
