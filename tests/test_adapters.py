@@ -178,11 +178,12 @@ def test_frozen_projections_are_computed_once_for_any_number_of_adapters(unet, i
     assert counts[1] == counts[3] == (2, 2, 1)
 
 
-def test_training_moves_only_adapter_parameters(unet, inputs):
+@pytest.mark.parametrize("lora_mode", ["merge", "residual"])
+def test_training_moves_only_adapter_parameters(unet, inputs, lora_mode):
     before = {name: tensor.clone() for name, tensor in unet.state_dict().items()}
     miva = Miva.from_unet(unet, MivaConfig())
     initial = {name: p.detach().clone() for name, p in miva.named_parameters()}
-    handle = attach_mivas(unet, [(miva, 1.0)])
+    handle = attach_mivas(unet, [(miva, 1.0)], lora_mode=lora_mode)
     optimizer = torch.optim.AdamW(trainable_parameters(miva), lr=1e-3)
     sample, timesteps, prompt = inputs
     target = torch.randn_like(sample)
@@ -338,3 +339,16 @@ def test_every_adapter_config_file_is_a_valid_miva_config():
         configs[name] = MivaConfig.from_dict(values)
     assert configs["miva"] == MivaConfig(name="miva")  # the default file is METHOD's configuration
     assert not configs["no_lora"].temporal_lora and configs["ca_keep_text"].base_branch == "empty_prompt"
+
+
+def test_attach_keeps_the_callers_requires_grad_choices(unet):
+    unet.requires_grad_(True)  # e.g. a user fine-tuning the base together with the adapter
+    miva = Miva.from_unet(unet)
+    miva.implicit_prompt.requires_grad_(False)
+    handle = attach_mivas(unet, [miva])
+    base_flags = [p.requires_grad for n, p in unet.named_parameters() if ".lora_" not in n]
+    assert base_flags and all(base_flags)  # peft would have frozen them
+    assert not any(p.requires_grad for p in miva.implicit_prompt.parameters())
+    assert all(p.requires_grad for p in miva.temporal_lora.parameters())
+    detach_mivas(handle)
+    assert all(p.requires_grad for p in unet.parameters())

@@ -21,10 +21,13 @@ from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPromp
 from miva_lightning.adapters.temporal_lora import (
     LORA_MODES,
     LoraPair,
+    ResidualLoraProcessor,
     TemporalLoraAttachment,
     temporal_lora_targets,
 )
 from miva_lightning.adapters.weighting import WEIGHTING_KINDS
+
+MIVA_PROCESSORS = (CrossFrameAttnProcessor, ImplicitPromptProcessor, ResidualLoraProcessor)
 
 
 @dataclass
@@ -281,7 +284,7 @@ def attach_mivas(
     if lora_mode not in LORA_MODES:
         raise ValueError(f"unknown lora_mode '{lora_mode}'; choose one of {LORA_MODES}")
     for name, module in unet.named_modules():
-        if isinstance(getattr(module, "processor", None), (CrossFrameAttnProcessor, ImplicitPromptProcessor)):
+        if isinstance(getattr(module, "processor", None), MIVA_PROCESSORS):
             raise RuntimeError(f"MIVAs are already attached to this UNet ({name}); detach_mivas() first")
     for miva in adapters:
         check_fits(miva, unet)
@@ -333,8 +336,9 @@ def _install_processors(handle: MivaHandle) -> None:
 
 def _restore_requires_grad(handle: MivaHandle) -> None:
     for name, parameter in handle.unet.named_parameters():
-        if name in handle.unet_requires_grad:
-            parameter.requires_grad_(handle.unet_requires_grad[name])
+        original_name = name.replace(".base_layer.", ".")  # peft's wrapper renames the layers it adapts
+        if ".lora_" not in name and original_name in handle.unet_requires_grad:
+            parameter.requires_grad_(handle.unet_requires_grad[original_name])
 
 
 def set_weights(handle: MivaHandle, weights: Sequence[float]) -> None:
