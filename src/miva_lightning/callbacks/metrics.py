@@ -9,7 +9,8 @@ dict and updates every metric:
   `validation_step` returned (MivaModule returns {"video": samples, ...}), so nothing samples twice;
 - "reference": `batch[reference_key]` when present, and/or fixed `reference_videos` given once
   (fed at epoch end, e.g. the few-shot clips of the motion);
-- "images": `batch[image_key]`, else frame 1 of the generated videos; "prompts": `batch[prompt_key]`.
+- "images": `batch[image_key]`, else frame 1 of the generated videos; "prompts": `batch[prompt_key]`;
+  "motions": `batch[motion_key]` or the fixed `motion` (intended class); "params": `batch[params_key]`.
 At epoch end each metric is computed, logged as `<stage>/<name>`, kept in `results` with its
 `describe()`, and reset.
 """
@@ -35,6 +36,9 @@ class VideoMetricsCallback(L.Callback):
         reference_key: str = "reference_video",
         image_key: str = "first_frame",
         prompt_key: str = "caption",
+        motion_key: str = "motion",
+        params_key: str = "params",
+        motion: str | None = None,
         run_on_sanity_check: bool = False,
     ) -> None:
         super().__init__()
@@ -42,7 +46,11 @@ class VideoMetricsCallback(L.Callback):
         self.metrics = build_metrics(metrics)
         self.generate = generate
         self.reference_videos = reference_videos
-        self.keys = {"generated": generated_key, "reference": reference_key, "images": image_key, "prompts": prompt_key}
+        self.keys = {
+            "generated": generated_key, "reference": reference_key, "images": image_key, "prompts": prompt_key,
+            "motions": motion_key, "params": params_key,
+        }  # fmt: skip
+        self.motion = motion
         self.run_on_sanity_check = run_on_sanity_check
         self.results: dict[str, dict[str, Any]] = {}  # last epoch's values with describe()
 
@@ -64,8 +72,11 @@ class VideoMetricsCallback(L.Callback):
             metric_batch["reference"] = batch[self.keys["reference"]].detach().float()
         images = batch.get(self.keys["images"])
         metric_batch["images"] = (images if images is not None else generated[:, 0]).detach().float()
-        if self.keys["prompts"] in batch:
-            metric_batch["prompts"] = list(batch[self.keys["prompts"]])
+        for key in ("prompts", "motions", "params"):
+            if self.keys[key] in batch:
+                metric_batch[key] = list(batch[self.keys[key]])
+        if self.motion is not None:
+            metric_batch["motions"] = [self.motion] * generated.shape[0]
         return metric_batch
 
     # ---- shared stage logic ---------------------------------------------------------------------

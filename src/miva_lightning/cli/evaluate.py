@@ -121,6 +121,7 @@ def evaluate_folders(
     images_dir: str | None = None,
     batch_size: int = 8,
     device: str = "cpu",
+    motion: str | None = None,
 ) -> dict[str, Any]:
     """Score the folders; returns the report (also what `miva-eval` writes as JSON)."""
     started = time.perf_counter()
@@ -140,6 +141,8 @@ def evaluate_folders(
         batch["images"] = (images[part] if images is not None else generated[part, 0]).to(device)
         if prompt_list is not None:
             batch["prompts"] = prompt_list[part]
+        if motion is not None:  # the intended class of every generated video
+            batch["motions"] = [motion] * (part.stop - part.start)
         for metric in built.values():
             metric.update(batch)
 
@@ -158,6 +161,7 @@ def evaluate_folders(
         "resolution_hw": [int(generated.shape[-2]), int(generated.shape[-1])],
         "reference_resolution_hw": [int(reference.shape[-2]), int(reference.shape[-1])],
         "prompts": "given" if prompt_list is not None else "none",
+        "motion": motion,
         "input_images": "images_dir" if images is not None else "generated frame 1",
         "metrics": results,
         "seconds": round(time.perf_counter() - started, 2),
@@ -201,7 +205,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report = evaluate_folders(
         cfg.generated_dir, cfg.reference_dir, metrics, num_frames=cfg.num_frames, stride=cfg.stride,
         resolution=cfg.resolution, prompts=cfg.prompts, images_dir=cfg.images_dir, batch_size=cfg.batch_size,
-        device=cfg.device,
+        device=cfg.device, motion=cfg.get("motion"),
     )  # fmt: skip
     # how the numbers were made; `paths` only says where files go (and needs Hydra's runtime to resolve)
     config = {

@@ -7,6 +7,9 @@ Contract every registered metric follows (so callers never special-case one):
     "reference": b f c h w float32 [0, 1]   real clips (the "real" side; may come in other batches)
     "images":    b c h w   float32 [0, 1]   input (conditioning) images of the generated videos
     "prompts":   list[str] of length b      text prompts of the generated videos
+    "motions":   list[str] of length b      intended motion class of each generated video (world names)
+    "params":    list[dict] of length b     ground-truth motion of each generated video, as
+                                            `world.render_clip(...).params` (synthetic data only)
   A metric that needs a key absent from the batch skips that side (it never fails);
 - `compute()` returns a scalar tensor (NaN when the metric is unavailable, e.g. weights missing);
 - `describe()` returns a JSON-able dict saying how the number was made (feature network, weights
@@ -25,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from torchmetrics import Metric
 
-BATCH_KEYS = ("generated", "reference", "images", "prompts")
+BATCH_KEYS = ("generated", "reference", "images", "prompts", "motions", "params")
 
 # Modules whose import registers metrics. A module not written yet is skipped (only that exact
 # ModuleNotFoundError); any other import error is raised, so broken metric code is never hidden.
