@@ -209,3 +209,29 @@ def test_eight_bit_without_bitsandbytes_warns_and_falls_back():
         optimizer = build_adamw(params, MivaOptimization(eight_bit=True))
     assert isinstance(optimizer, torch.optim.AdamW)
     assert math.isclose(optimizer.param_groups[0]["lr"], 1e-4)
+
+
+def test_validation_writes_previews_without_touching_training_rngs(template_backbone, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from miva_lightning.callbacks.previews import MivaPreviews
+    from miva_lightning.cli.train import FirstFrames
+    from miva_lightning.world import heldout_first_frames
+
+    module = fresh_module(template_backbone, preview_num_frames=3, preview_steps=2)
+    frames = heldout_first_frames(2, size=32)
+    loader = DataLoader(FirstFrames(frames), batch_size=2, generator=torch.Generator().manual_seed(0))
+    previews = MivaPreviews(dirpath=str(tmp_path / "previews"), formats=("gif", "mp4"), fps=4)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[previews],
+                        default_root_dir=str(tmp_path))
+    rng_before, noise_before = torch.get_rng_state(), module.noise_generator.get_state()
+    metrics = trainer.validate(module, loader, verbose=False)[0]
+
+    assert torch.equal(rng_before, torch.get_rng_state())
+    assert torch.equal(noise_before, module.noise_generator.get_state())
+    assert sorted(p.name for p in (tmp_path / "previews" / "step_000000").iterdir()) == [
+        "preview_0.gif", "preview_0.mp4", "preview_1.gif", "preview_1.mp4",
+    ]
+    assert metrics["val/first_frame_psnr_db"] > 60.0  # frame 1 is the clean input (lossless pixel codec)
+    with pytest.raises(ValueError, match="formats"):
+        MivaPreviews(formats=("avi",))

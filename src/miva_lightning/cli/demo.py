@@ -76,7 +76,7 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
         f"data.world_clips_per_motion={t.num_clips}",
         f"data.batch_size={t.batch_size}",
         f"trainer.max_steps={t.max_steps}",
-        f"++trainer.max_time={{minutes: {t.max_minutes}}}",
+        f"++trainer.max_time='{max_time(float(t.max_minutes))}'",
         f"optimization.lr={t.lr}",
         f"optimization.warmup_steps={t.warmup_steps}",
         f"loss.timestep_distribution={t.timestep_distribution}",
@@ -88,9 +88,18 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
     ]
 
 
+def max_time(minutes: float) -> str:
+    """Lightning's `max_time` string DD:HH:MM:SS (whole seconds)."""
+    seconds = max(1, round(minutes * 60))
+    return f"{seconds // 86400:02d}:{seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def backbone_overrides(cfg: DictConfig) -> dict[str, Any]:
     """The demo's backbone choices that the training config must share."""
-    return {"pretrained": cfg.backbone.pretrained} if cfg.backbone.get("pretrained") not in (None, "latest") else {}
+    shared = {"num_frames": cfg.backbone.num_frames, "image_size": cfg.backbone.image_size}
+    if cfg.backbone.get("pretrained") not in (None, "latest"):
+        shared["pretrained"] = cfg.backbone.pretrained
+    return shared
 
 
 def train_motion(cfg: DictConfig, motion: str, motion_dir: Path) -> dict[str, Any]:

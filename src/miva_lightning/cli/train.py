@@ -38,14 +38,20 @@ class FirstFrames(Dataset):
         return {"first_frame": self.frames[index]}
 
 
-def preview_first_frames(cfg: DictConfig, size: int) -> torch.Tensor:
-    """Held-out first frames of the procedural world, plus any images listed in `preview.images`."""
+def preview_first_frames(cfg: DictConfig, height: int, width: int) -> torch.Tensor:
+    """Held-out first frames of the procedural world, plus any images listed in `preview.images`, at the
+    training size (world frames are rendered square and centre-cropped for other aspect ratios)."""
     from miva_lightning.animate import load_image
+    from miva_lightning.data.transforms import resize_and_center_crop
     from miva_lightning.world import heldout_first_frames
 
-    frames = [heldout_first_frames(int(cfg.preview.num_first_frames), size=size, seed=int(cfg.preview.seed))]
-    images = [load_image(path, size)[None] for path in cfg.preview.get("images") or []]
-    return torch.cat(frames + images)
+    count = int(cfg.preview.num_first_frames)
+    world = heldout_first_frames(count, size=max(height, width), seed=int(cfg.preview.seed)) if count else None
+    frames = [resize_and_center_crop(world, height, width)] if world is not None else []
+    frames += [load_image(path, (height, width))[None] for path in cfg.preview.get("images") or []]
+    if not frames:
+        raise ValueError("no preview inputs: set preview.num_first_frames > 0 or list preview.images")
+    return torch.cat(frames)
 
 
 def build_datamodule(cfg: DictConfig):
@@ -119,9 +125,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
         seed=int(cfg.seed),
         epoch_keys=isinstance(dataset, FewShotClipDataset),
     )
-    size = int(backbone.config.get("image_size") or cfg.preview.size)
     previews = DataLoader(
-        FirstFrames(preview_first_frames(cfg, size)),
+        FirstFrames(preview_first_frames(cfg, int(cfg.data.height), int(cfg.data.width))),
         batch_size=int(cfg.preview.batch_size),
         generator=torch.Generator().manual_seed(0),  # iterating must not consume the global torch RNG
     )
