@@ -1,0 +1,74 @@
+"""Image-to-video sampling: the input image is frame 1, kept clean after every denoising step."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from miva_lightning.backbones.forward import unet_predict
+from miva_lightning.backbones.tokenizer import encode_prompts
+from miva_lightning.sampling.noise_init import NoiseInit, finalize_latents, prepare_initial_latents
+
+
+def _with_clean_first(latents: torch.Tensor, first_latent: torch.Tensor) -> torch.Tensor:
+    return torch.cat([first_latent[:, :, None], latents[:, :, 1:]], dim=2)
+
+
+def _empty_prompt_embeds(backbone, batch: int, device: torch.device) -> torch.Tensor:
+    return encode_prompts(backbone, [""] * batch).to(device)
+
+
+@torch.no_grad()
+def sample_video(
+    backbone,
+    first_frame: torch.Tensor,
+    num_frames: int,
+    prompt_embeds: torch.Tensor | None = None,
+    num_inference_steps: int = 25,
+    guidance_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise_init: NoiseInit | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Animate `first_frame` `b c h w` in [0, 1] into a video `b f c h w` in [0, 1].
+
+    prompt_embeds `b L D` (None = the empty prompt). guidance_scale > 1 adds classifier-free guidance
+    against the empty prompt. The sampler is a fresh copy of `backbone.sample_scheduler` (DDIM by
+    default) per call; equal generators give equal videos.
+    """
+    if first_frame.ndim != 4:
+        raise ValueError(f"first_frame must be `b c h w` in [0, 1], got shape {tuple(first_frame.shape)}")
+    if num_frames < 2:
+        raise ValueError(f"num_frames must be >= 2 (frame 1 is the input image), got {num_frames}")
+    device = next(backbone.unet.parameters()).device
+    dtype = next(backbone.unet.parameters()).dtype
+    b = first_frame.shape[0]
+    first_latent = backbone.codec.encode(first_frame[:, None].to(device, torch.float32))[:, :, 0].to(dtype)
+
+    if prompt_embeds is None:
+        prompt_embeds = _empty_prompt_embeds(backbone, b, device)
+    if prompt_embeds.shape[0] != b:
+        raise ValueError(f"prompt_embeds has batch {prompt_embeds.shape[0]} but first_frame has batch {b}")
+    prompt_embeds = prompt_embeds.to(device, dtype)
+    use_cfg = guidance_scale > 1.0
+    if use_cfg:
+        prompt_embeds = torch.cat([_empty_prompt_embeds(backbone, b, device).to(dtype), prompt_embeds])
+
+    scheduler = type(backbone.sample_scheduler).from_config(backbone.sample_scheduler.config)
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    latents = prepare_initial_latents(first_latent, num_frames, scheduler, noise_init, generator)
+    latents = _with_clean_first(latents.to(device, dtype), first_latent)
+
+    for t in tqdm(scheduler.timesteps, disable=not progress, desc="sampling", leave=False):
+        model_input = torch.cat([latents, latents]) if use_cfg else latents
+        anchor = torch.cat([first_latent, first_latent]) if use_cfg else first_latent
+        timesteps = t.expand(model_input.shape[0]).to(device)
+        prediction = unet_predict(backbone, scheduler.scale_model_input(model_input, t), timesteps, prompt_embeds, anchor)
+        if use_cfg:
+            uncond, cond = prediction.chunk(2)
+            prediction = uncond + guidance_scale * (cond - uncond)
+        latents = scheduler.step(prediction, t, latents, generator=generator, return_dict=False)[0]
+        latents = _with_clean_first(latents, first_latent)
+
+    latents = finalize_latents(latents, first_latent, noise_init)
+    return backbone.codec.decode(_with_clean_first(latents, first_latent).float())
