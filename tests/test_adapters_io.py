@@ -1,7 +1,5 @@
 """MIVA files: safetensors round trip, base identity, and every refusal with a message that says why."""
 
-import json
-
 import pytest
 import torch
 from diffusers import UNetMotionModel
