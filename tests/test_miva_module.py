@@ -214,6 +214,9 @@ def test_eight_bit_without_bitsandbytes_warns_and_falls_back():
 def test_validation_writes_previews_without_touching_training_rngs(template_backbone, tmp_path):
     from torch.utils.data import DataLoader
 
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from miva_lightning.callbacks.previews import MivaPreviews
     from miva_lightning.cli.train import FirstFrames
     from miva_lightning.world import heldout_first_frames
@@ -222,7 +225,8 @@ def test_validation_writes_previews_without_touching_training_rngs(template_back
     frames = heldout_first_frames(2, size=32)
     loader = DataLoader(FirstFrames(frames), batch_size=2, generator=torch.Generator().manual_seed(0))
     previews = MivaPreviews(dirpath=str(tmp_path / "previews"), formats=("gif", "mp4"), fps=4)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[previews],
+    logger = TensorBoardLogger(str(tmp_path), name="tb")
+    trainer = L.Trainer(accelerator="cpu", logger=logger, enable_progress_bar=False, callbacks=[previews],
                         default_root_dir=str(tmp_path))
     rng_before, noise_before = torch.get_rng_state(), module.noise_generator.get_state()
     metrics = trainer.validate(module, loader, verbose=False)[0]
@@ -233,5 +237,9 @@ def test_validation_writes_previews_without_touching_training_rngs(template_back
         "preview_0.gif", "preview_0.mp4", "preview_1.gif", "preview_1.mp4",
     ]
     assert metrics["val/first_frame_psnr_db"] > 60.0  # frame 1 is the clean input (lossless pixel codec)
+    logger.experiment.flush()
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"previews/0", "previews/1"}
     with pytest.raises(ValueError, match="formats"):
         MivaPreviews(formats=("avi",))

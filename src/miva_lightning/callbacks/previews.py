@@ -58,8 +58,12 @@ class MivaPreviews(L.Callback):
     def _log_to(self, logger, step: int) -> None:
         name = type(logger).__name__
         if name == "WandbLogger":
-            clips = [(video.clamp(0, 1) * 255).to(torch.uint8).numpy() for video in self._videos]  # f c h w
-            logger.log_video("previews", videos=clips, step=step, fps=[int(self.fps)] * len(clips), format=["gif"] * len(clips))
+            # The files just written (wandb encoding numpy videos itself would need moviepy).
+            files = [str(p) for p in self.written if p.suffix == ".gif"] or [
+                str(p) for p in self.written if p.suffix == ".mp4"
+            ]
+            if files:
+                logger.log_video("previews", videos=files, step=step)
         elif name == "TensorBoardLogger":
             for index, video in enumerate(self._videos):
                 strip = rearrange(video.clamp(0, 1), "f c h w -> c h (f w)")
