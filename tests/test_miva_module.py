@@ -243,3 +243,10 @@ def test_validation_writes_previews_without_touching_training_rngs(template_back
     assert set(events.Tags()["images"]) == {"previews/0", "previews/1"}
     with pytest.raises(ValueError, match="formats"):
         MivaPreviews(formats=("avi",))
+
+
+def test_step_keyed_batches_give_ranks_disjoint_slices():
+    batches = StepKeyedBatches(RandomClips(n=8), batch_size=2, seed=1)
+    single = torch.cat([batches.batch(0)["video"], batches.batch(1)["video"]])
+    two_ranks = torch.cat([batches.batch(0, rank=0, world_size=2)["video"], batches.batch(0, rank=1, world_size=2)["video"]])
+    assert torch.equal(single, two_ranks)

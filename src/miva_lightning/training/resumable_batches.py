@@ -39,7 +39,8 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
 class StepKeyedBatches:
     """An endless iterable of collated batches; batch k is a pure function of (dataset, seed, k).
 
-    One Lightning "epoch" never ends: stop training with `max_steps` (or `max_time`).
+    One Lightning "epoch" never ends: stop training with `max_steps` (or `max_time`). Under DDP every
+    process draws its own slice of the same order, so the global batch is `batch_size * world_size`.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, epoch_keys: bool = False):
@@ -62,18 +63,23 @@ class StepKeyedBatches:
         index = int(order[offset])
         return (index, epoch) if self.epoch_keys else index
 
-    def batch(self, position: int) -> Any:
+    def batch(self, position: int, rank: int = 0, world_size: int = 1) -> Any:
+        """Batch `position` of process `rank`: ranks take consecutive, disjoint slices of the sample order."""
         items = []
         for slot in range(self.batch_size):
-            flat = position * self.batch_size + slot
+            flat = (position * world_size + rank) * self.batch_size + slot
             with seeded_global_rngs(self.seed * 7_919 + flat):
                 items.append(self.dataset[self.sample_key(flat)])
         return default_collate(items)
 
     def __iter__(self) -> Iterator[Any]:
+        # Read at iteration time: under DDP the process group only exists once the Trainer has set it up.
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        world_size = torch.distributed.get_world_size() if distributed else 1
         position = self.start_position
         while True:
-            yield self.batch(position)
+            yield self.batch(position, rank, world_size)
             position += 1
 
 
