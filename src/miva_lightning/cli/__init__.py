@@ -1,0 +1,1 @@
+"""Console entry points (miva-pretrain, miva-eval-base, miva-train, miva-animate, miva-eval, demo)."""

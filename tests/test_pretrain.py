@@ -1,0 +1,64 @@
+"""Pretraining: Lightning fast_dev_run end to end, saved base reused by config hash, results written."""
+
+import json
+
+import pytest
+
+from miva_lightning.backbones.factory import build_backbone
+from miva_lightning.cli import pretrain
+from miva_lightning.config import compose
+
+TINY = [
+    "backbone.unet.block_out_channels=[16,32]",
+    "backbone.unet.norm_num_groups=8",
+    "backbone.unet.num_attention_heads=2",
+    "backbone.unet.motion_num_attention_heads=2",
+    "backbone.text.hidden_size=16",
+    "backbone.text.num_layers=1",
+    "data.batch_size=2",
+    "eval.at_minutes=[0.0]",
+    "eval.n_per_motion=1",
+    "eval.final_n_per_motion=1",
+    "eval.num_inference_steps=2",
+    "logger=none",
+]
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return compose(
+        "pretrain",
+        TINY + [f"paths.root={tmp_path}", f"paths.output_dir={tmp_path}/out", "+trainer.fast_dev_run=true"],
+    )
+
+
+@pytest.mark.slow
+def test_pretrain_fast_dev_run_saves_reuses_and_reports(cfg, tmp_path, capsys):
+    record = pretrain.run(cfg)
+    folder, digest = pretrain.base_folder(cfg)
+    assert folder.is_dir() and digest in folder.name
+    saved = json.loads((tmp_path / "results" / "pretrain.json").read_text())
+    for key in ("per_motion_accuracy", "n_per_motion", "wall_time_s", "peak_rss_mb", "config_hash", "learning_curve"):
+        assert key in saved
+    assert saved["config_hash"] == digest and saved["steps"] == 1
+    assert set(saved["per_motion_accuracy"]) == set(pretrain.BASE_MOTIONS)
+    assert [p["steps"] for p in saved["learning_curve"]] == [1, 1]  # the 0-minute mark and the final point
+    index = json.loads((tmp_path / "artifacts" / "base" / "tiny.json").read_text())
+    assert index["folder"] == folder.name
+
+    stamp = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    again = pretrain.run(cfg)
+    assert "reusing" in capsys.readouterr().out
+    assert again["config_hash"] == record["config_hash"]
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
+
+    latest = build_backbone({**dict(cfg.backbone), "pretrained": "latest", "artifacts_dir": str(tmp_path / "artifacts")})
+    assert latest.config["pretrained_dir"] == str(folder)
+
+
+def test_config_hash_ignores_paths_but_not_recipe(tmp_path):
+    base = compose("pretrain", TINY + [f"paths.root={tmp_path}"])
+    moved = compose("pretrain", TINY + [f"paths.root={tmp_path}/elsewhere"])
+    changed = compose("pretrain", TINY + [f"paths.root={tmp_path}", "recipe.lr=0.5"])
+    assert pretrain.base_folder(base)[1] == pretrain.base_folder(moved)[1]
+    assert pretrain.base_folder(base)[1] != pretrain.base_folder(changed)[1]
