@@ -6,8 +6,9 @@ penultimate features feed `fd_motionworld` / `kvd_motionworld`, its per-frame sp
 `fd_frames_motionworld`. These numbers are project-internal (comparable only with the same artifact,
 identified by its SHA-256), not FVD.
 
-Architecture (about 90 k parameters): [per-frame 2D stem, 3x5x5 spatio-temporal stem on raw frames]
--> two (2+1)D blocks of a spatial 1x3x3 conv (stride 2) then a temporal 3x1x1 conv -> mean over t and a 2x2 spatial grid -> 128-d features -> linear classifier.
+Architecture (about 90 k parameters): [per-frame 2D stem, 3x5x5 spatio-temporal stem on raw frames
+and on Lucas-Kanade gradient products] -> two (2+1)D blocks of a spatial 1x3x3 conv (stride 2) then
+a temporal 3x1x1 conv -> mean over t and a 2x2 spatial grid -> 128-d features -> linear classifier.
 Input: the first 8 frames, resized to 32x32, values mapped to [-1, 1].
 
 Rebuild the committed artifact: `python -m miva_lightning.metrics.motion_features` (about 2 CPU
@@ -58,9 +59,10 @@ class MotionWorldNet(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(3, c0, 3, padding=1), nn.ReLU(), nn.Conv2d(c0, c0, 3, stride=2, padding=1), nn.ReLU()
         )
-        # spatio-temporal filters on the raw frames see local motion directly (motion-energy style)
+        # spatio-temporal filters on the raw frames plus Lucas-Kanade products (see motion_products):
+        # with those products, flow direction is a LINEAR function of the input, so a tiny net learns it
         self.motion_stem = nn.Sequential(
-            nn.Conv3d(3, c0, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)), nn.GroupNorm(8, c0), nn.ReLU()
+            nn.Conv3d(3 + 6, c0, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)), nn.GroupNorm(8, c0), nn.ReLU()
         )
         self.blocks = nn.Sequential(
             nn.Conv3d(2 * c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), nn.GroupNorm(8, c1), nn.ReLU(),
@@ -88,12 +90,32 @@ class MotionWorldNet(nn.Module):
     def video_features(self, videos: Tensor) -> Tensor:
         frames = self.preprocess(videos)
         appearance = rearrange(self.stem(frames), "(b f) c h w -> b c f h w", b=videos.shape[0])
-        motion = self.motion_stem(rearrange(frames, "(b f) c h w -> b c f h w", b=videos.shape[0]))
+        clip = rearrange(frames, "(b f) c h w -> b c f h w", b=videos.shape[0])
+        motion = self.motion_stem(torch.cat([clip, motion_products(clip)], dim=1))
         x = self.pool(self.blocks(torch.cat([appearance, motion], dim=1)))
         return rearrange(x, "b c 1 h w -> b (c h w)")
 
     def forward(self, videos: Tensor) -> Tensor:
         return self.head(self.video_features(videos))
+
+
+PRODUCT_SCALE = 100.0  # image gradients are ~0.05 per pixel; their products ~1e-3 before scaling
+
+
+def motion_products(clip: Tensor) -> Tensor:
+    """`b c f h w` -> `b 6 f h w`: Ix*It, Iy*It, Ix*Ix, Iy*Iy, Ix*Iy, It*It of the grey frames.
+
+    These are the entries of the Lucas-Kanade normal equations (flow = -(sum grad grad^T)^-1 sum grad It),
+    so local flow is readable from local sums of them. It at frame 0 is 0 (no previous frame).
+    """
+    grey = clip.mean(dim=1)  # b f h w
+    ix = torch.zeros_like(grey)
+    iy = torch.zeros_like(grey)
+    ix[..., 1:-1] = (grey[..., 2:] - grey[..., :-2]) / 2
+    iy[..., 1:-1, :] = (grey[..., 2:, :] - grey[..., :-2, :]) / 2
+    it = torch.cat([torch.zeros_like(grey[:, :1]), grey[:, 1:] - grey[:, :-1]], dim=1)
+    products = torch.stack([ix * it, iy * it, ix * ix, iy * iy, ix * iy, it * it], dim=1)
+    return products * PRODUCT_SCALE
 
 
 # ---- the extractor used by the metrics ---------------------------------------------------------
@@ -139,7 +161,10 @@ def load_motionworld_net(artifact_dir: str | os.PathLike | None = None) -> tuple
     architecture["classes"] = tuple(architecture["classes"])
     architecture["block_channels"] = tuple(architecture["block_channels"])
     net = MotionWorldNet(MotionNetConfig(**architecture))
-    net.load_state_dict(load_file(str(weights)))
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except RuntimeError as error:  # the code's architecture changed since the artifact was built
+        raise ValueError(f"{weights} does not fit MotionWorldNet ({str(error).splitlines()[0]}); rebuild it") from error
     info = {
         "weights_path": str(weights),
         "weights_sha256": sha256,
@@ -165,10 +190,10 @@ def load_motionworld_extractor(artifact_dir: str | os.PathLike | None = None, ki
 
 @dataclass
 class TrainSettings:
-    scenes_per_class: int = 40
+    scenes_per_class: int = 32
     heldout_scenes_per_class: int = 12
     render_sizes: tuple[int, ...] = (32, 48, 64)  # rendered larger then resized, like generated videos
-    epochs: int = 16
+    epochs: int = 12
     batch_size: int = 16
     learning_rate: float = 3e-3
     seed: int = 0
