@@ -139,11 +139,14 @@ def run_cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 def test_miva_train_then_miva_animate_from_the_command_line(tiny_base, tmp_path):
+    from miva_lightning.world import write_lamp_layout
+
+    write_lamp_layout(tmp_path / "lamp", ["waterfall"], clips_per_motion=3, size=48, num_frames=6)  # LAMP layout
     train = run_cli(
         "miva_lightning.cli.train",
         [
             f"backbone.pretrained={tiny_base}", *TINY_BACKBONE, *TINY_MIVA, "motion=waterfall",
-            "data.world_clips_per_motion=3", "data.max_clips=3", "data.batch_size=2", "trainer=cpu",
+            "data=fewshot_folder", f"data.root={tmp_path / 'lamp'}", "data.batch_size=2", "trainer=cpu",
             "trainer.max_steps=2", "checkpoint.every_n_steps=2", "preview.every_n_steps=2",
             "preview.num_first_frames=1", "preview.steps=2", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}",
         ],  # fmt: skip

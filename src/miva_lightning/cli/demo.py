@@ -170,18 +170,21 @@ def photo_paths(cfg: DictConfig) -> list[Path]:
 
 
 def evaluate_photos(cfg: DictConfig, backbone, adapters: Sequence[tuple[str, float]], folder: Path) -> dict[str, Any]:
-    """Animate every photograph; report the judged motion and first-frame PSNR of each."""
+    """Animate every photograph (one batch); report the judged motion and first-frame PSNR of each."""
     from miva_lightning.animate import animate_batch, backbone_size, load_image, write_outputs
     from miva_lightning.motion import classify_motion
 
+    paths = photo_paths(cfg)
+    if not paths:
+        return {}
+    frames = torch.stack([load_image(path, backbone_size(backbone)) for path in paths])
+    videos = animate_batch(frames, list(adapters), backbone, lora_mode=cfg.combine.lora_mode, **sample_settings(cfg))
     results = {}
-    for path in photo_paths(cfg):
-        frame = load_image(path, backbone_size(backbone))[None]
-        video = animate_batch(frame, list(adapters), backbone, lora_mode=cfg.combine.lora_mode, **sample_settings(cfg))
-        written = write_outputs(video[0], folder / path.stem, fps=cfg.fps)
+    for path, frame, video in zip(paths, frames, videos):
+        written = write_outputs(video, folder / path.stem, fps=cfg.fps)
         results[path.name] = {
-            "predicted_motion": classify_motion(video[0]),
-            "first_frame_psnr_db": first_frame_psnr_db(video, frame),
+            "predicted_motion": classify_motion(video),
+            "first_frame_psnr_db": first_frame_psnr_db(video[None], frame[None]),
             "video": str(written[0]),
         }
     return results
