@@ -4,7 +4,7 @@ Small frames are upsampled before the flow and the flow is brought back to the i
 INPUT-pixel units. Work size 64 (x2 at 32 px) measured best on the smooth world scenes: at 128 px
 Farneback's polynomial windows see almost no structure on smooth shapes and return near-zero flow
 there (pan error 1.2 px/frame at 128 vs 0.15 at 64 over 6 held-out clips at 32 px).
-Flow is computed on luminance, contrast-stretched over the whole clip so dim clips use the full
+Flow is computed on lightly blurred luminance, contrast-stretched over the whole clip so dim clips use the full
 8-bit range.
 """
 
@@ -18,6 +18,7 @@ from torch import Tensor
 WORK_SIZE = 64  # frames are upsampled (integer factor) so that their shorter side is at least this
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
 LUMA = (0.299, 0.587, 0.114)
+DENOISE_SIGMA = 1.0  # Gaussian blur before the flow, in pixels at 32 px (scaled with the width)
 
 
 def check_video(video: Tensor) -> Tensor:
@@ -30,9 +31,15 @@ def check_video(video: Tensor) -> Tensor:
 
 
 def luminance_uint8(video: Tensor) -> np.ndarray:
-    """Grey frames (f, h, w) uint8, stretched to the clip's own min..max range."""
+    """Grey frames (f, h, w) uint8, lightly blurred, stretched to the clip's own min..max range.
+
+    The blur (DENOISE_SIGMA reference pixels) keeps pixel noise of generated clips from turning into
+    flow: without it 2 % Gaussian noise dropped the judge from 100 % to 33 % on world clips.
+    """
     video = check_video(video)
     grey = video[:, 0] if video.shape[1] == 1 else torch.einsum("fchw,c->fhw", video, torch.tensor(LUMA))
+    sigma = DENOISE_SIGMA * grey.shape[-1] / 32
+    grey = torch.from_numpy(np.stack([cv2.GaussianBlur(g, (0, 0), sigma) for g in grey.numpy()]))
     low, high = float(grey.min()), float(grey.max())
     scaled = (grey - low) / max(high - low, 1e-6)
     return (scaled.numpy() * 255.0 + 0.5).astype(np.uint8)
