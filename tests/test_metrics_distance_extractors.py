@@ -98,3 +98,26 @@ def test_randproj_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
     shifted.update({"reference": videos, "generated": (videos + 0.3).clamp(0, 1)})
     assert abs(float(same.compute())) < 1e-6 < float(shifted.compute())
     assert same.describe()["features"]["name"].startswith("randproj")
+
+
+def test_committed_motionworld_net_separates_motions_but_not_scene_samples():
+    from miva_lightning.world.clips import heldout_scene_seeds, render_clip
+
+    seeds = heldout_scene_seeds(24, seed=5)
+
+    def clips(motion, scene_seeds):
+        return torch.stack([render_clip(motion, s, size=32, num_frames=8).video for s in scene_seeds])
+
+    reference = clips("pan_left", seeds[:12])
+    distances = {}
+    for name, generated in {
+        "same": reference,
+        "pan_left_other_scenes": clips("pan_left", seeds[12:]),
+        "zoom_in_same_scenes": clips("zoom_in", seeds[:12]),
+    }.items():
+        metric = build_metric("fd_motionworld")
+        assert metric.describe()["features"]["heldout_accuracy"] > 0.9
+        metric.update({"reference": reference, "generated": generated})
+        distances[name] = float(metric.compute())
+    assert abs(distances["same"]) < 1e-3
+    assert distances["zoom_in_same_scenes"] > 5 * distances["pan_left_other_scenes"]
