@@ -6,7 +6,7 @@ penultimate features feed `fd_motionworld` / `kvd_motionworld`, its per-frame sp
 `fd_frames_motionworld`. These numbers are project-internal (comparable only with the same artifact,
 identified by its SHA-256), not FVD.
 
-Architecture (about 90 k parameters): [per-frame 2D stem, 3x5x5 spatio-temporal stem on raw frames
+Architecture (69 k parameters): [per-frame 2D stem, 3x5x5 spatio-temporal stem on raw frames
 and on Lucas-Kanade gradient products] -> two (2+1)D blocks of a spatial 1x3x3 conv (stride 2) then
 a temporal 3x1x1 conv -> mean over t and a 2x2 spatial grid -> 128-d features -> linear classifier.
 Input: the first 8 frames, resized to 32x32, values mapped to [-1, 1].
