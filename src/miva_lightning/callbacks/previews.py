@@ -43,16 +43,19 @@ class MivaPreviews(L.Callback):
             self._videos.extend(outputs["video"].detach().float().cpu())
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not self._videos or not trainer.is_global_zero:
+        if trainer.sanity_checking or not self._videos:
             return
         folder = self.folder(trainer)
+        # Under DDP each process previews its own share of the first frames and writes it itself.
+        prefix = f"preview_rank{trainer.global_rank}_" if trainer.world_size > 1 else "preview_"
         self.written = [
-            write_video(folder / f"preview_{index}.{fmt}", video, fps=self.fps)
+            write_video(folder / f"{prefix}{index}.{fmt}", video, fps=self.fps)
             for index, video in enumerate(self._videos)
             for fmt in self.formats
         ]
-        for logger in trainer.loggers:
-            self._log_to(logger, trainer.global_step)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                self._log_to(logger, trainer.global_step)
         self._videos = []
 
     def _log_to(self, logger, step: int) -> None:

@@ -150,7 +150,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
         trainer.validate(module, dataloaders=previews, verbose=False)
 
     adapter_path = Path(cfg.get("adapter_out") or run_dir / f"{cfg.motion}.safetensors")
-    save_miva(adapter_path, module.miva.cpu(), base_identity_of(backbone))
+    if trainer.is_global_zero:  # DDP: every process holds the same adapter; one writes it
+        save_miva(adapter_path, module.miva.cpu(), base_identity_of(backbone))
     summary = {
         "adapter_path": str(adapter_path),
         "motion": cfg.motion,
@@ -161,6 +162,7 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
         "adapter_parameters": int(sum(p.numel() for p in module.adapter_parameters())),
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         "previews": [str(p) for p in preview_writer.written],
+        "global_rank": int(trainer.global_rank),
     }
     return summary
 
@@ -168,6 +170,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     summary = train_miva(cfg)
+    if summary["global_rank"] != 0:
+        return
     print(
         f"trained MIVA '{summary['motion']}' for {summary['steps']} steps in {summary['train_time_s']:.1f} s "
         f"(peak RSS {summary['peak_rss_mb']:.0f} MiB)"

@@ -207,7 +207,7 @@ class MivaModule(L.LightningModule):
         generator = torch.Generator().manual_seed(self.preview_seed + batch_idx)
         video = self.sample(first_frames, generator)
         psnr = first_frame_psnr(video[:, 0], first_frames)
-        self.log("val/first_frame_psnr_db", psnr, batch_size=first_frames.shape[0])
+        self.log("val/first_frame_psnr_db", psnr, batch_size=first_frames.shape[0], sync_dist=True)
         return {"video": video.cpu(), "first_frame": first_frames.cpu()}
 
     # ----------------------------------------------------------------- checkpoints
