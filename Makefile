@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup test test-full pretrain eval-base demo train animate evaluate benchmarks clean-venv
+.PHONY: setup test test-full pretrain eval-base demo train animate evaluate benchmarks metrics-net clean-venv
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ animate: setup
 
 evaluate: setup
 	$(BIN)/miva-eval $(ARGS)
+
+# Rebuild the motion-feature network behind fd_motionworld / kvd_motionworld (artifacts/metrics/).
+metrics-net: setup
+	$(BIN)/python -m miva_lightning.metrics.motion_features
 
 benchmarks: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

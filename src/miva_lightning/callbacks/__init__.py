@@ -1,0 +1,1 @@
+"""Lightning callbacks: metric evaluation during validation, sample previews."""
