@@ -22,7 +22,8 @@ def run(cfg: DictConfig) -> dict:
     backbone.unet.to(cfg.device)
     backbone.text_encoder.to(cfg.device)
     result = evaluate_base(
-        backbone, cfg.eval.n_per_motion, cfg.eval.num_inference_steps, cfg.eval.guidance_scale, cfg.eval.seed
+        backbone, cfg.eval.n_per_motion, cfg.eval.num_inference_steps, cfg.eval.guidance_scale, cfg.eval.seed,
+        negative_prompt=cfg.eval.negative_prompt,
     )
     record = {
         "per_motion_accuracy": result["per_motion_accuracy"],
@@ -32,6 +33,7 @@ def run(cfg: DictConfig) -> dict:
         "n": result["n_per_motion"] * len(result["per_motion_accuracy"]),
         "steps": cfg.eval.num_inference_steps,
         "guidance": cfg.eval.guidance_scale,
+        "negative_prompt": cfg.eval.negative_prompt,
         "how": result["how"],
         "confusion": result["confusion"],
         "base": backbone.config.get("pretrained_dir"),

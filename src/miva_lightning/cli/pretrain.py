@@ -73,7 +73,8 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
 
     def evaluate_mark(mod: PretrainModule, minutes: float, steps: int) -> dict:
         result = evaluate_base(
-            mod.backbone, cfg.eval.n_per_motion, cfg.eval.num_inference_steps, cfg.eval.guidance_scale, cfg.eval.seed
+            mod.backbone, cfg.eval.n_per_motion, cfg.eval.num_inference_steps, cfg.eval.guidance_scale, cfg.eval.seed,
+            negative_prompt=cfg.eval.negative_prompt,
         )
         save_tiny_backbone(mod.backbone, evals_dir / f"step{steps:06d}", {"config_hash": digest, "steps": steps})
         point = {"minutes": round(minutes, 2), "steps": steps, "mean_accuracy": result["mean_accuracy"],
@@ -94,7 +95,7 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
     trainer.fit(module, train_dataloaders=loader)
 
     final = evaluate_base(module.backbone, cfg.eval.final_n_per_motion, cfg.eval.num_inference_steps,
-                          cfg.eval.guidance_scale, cfg.eval.seed)
+                          cfg.eval.guidance_scale, cfg.eval.seed, negative_prompt=cfg.eval.negative_prompt)
     final_point = {"minutes": round(budget.minutes, 2), "steps": trainer.global_step,
                    "mean_accuracy": final["mean_accuracy"], "per_motion_accuracy": final["per_motion_accuracy"],
                    "n_per_motion": final["n_per_motion"], "eval_s": final["eval_s"]}

@@ -29,11 +29,12 @@ def sample_video(
     generator: torch.Generator | None = None,
     noise_init: NoiseInit | None = None,
     progress: bool = True,
+    negative_prompt_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Animate `first_frame` `b c h w` in [0, 1] into a video `b f c h w` in [0, 1].
 
     prompt_embeds `b L D` (None = the empty prompt). guidance_scale > 1 adds classifier-free guidance
-    against the empty prompt. The sampler is a fresh copy of `backbone.sample_scheduler` (DDIM by
+    against the empty prompt (or against `negative_prompt_embeds` `b L D` when given). The sampler is a fresh copy of `backbone.sample_scheduler` (DDIM by
     default) per call; equal generators give equal videos.
     """
     if first_frame.ndim != 4:
@@ -52,7 +53,9 @@ def sample_video(
     prompt_embeds = prompt_embeds.to(device, dtype)
     use_cfg = guidance_scale > 1.0
     if use_cfg:
-        prompt_embeds = torch.cat([_empty_prompt_embeds(backbone, b, device).to(dtype), prompt_embeds])
+        if negative_prompt_embeds is None:
+            negative_prompt_embeds = _empty_prompt_embeds(backbone, b, device)
+        prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds])
 
     scheduler = type(backbone.sample_scheduler).from_config(backbone.sample_scheduler.config)
     scheduler.set_timesteps(num_inference_steps, device=device)

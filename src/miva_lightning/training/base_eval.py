@@ -23,11 +23,13 @@ def evaluate_base(
     motions: Sequence[str] = BASE_MOTIONS,
     num_frames: int = 8,
     batch_size: int = 32,
+    negative_prompt: str | None = None,
 ) -> dict:
     """Prompt each motion's caption on the same `n_per_motion` held-out first frames; judge the videos.
 
     Returns {"mean_accuracy", "per_motion_accuracy", "n_per_motion", "confusion", "invalid", "how", "eval_s"}.
-    Each motion's videos use generator seed `seed` (equal noise across motions: only the prompt differs).
+    Noise comes from generators seeded by `seed` and the batch position (reproducible for equal settings).
+    `negative_prompt` replaces the empty prompt as the guidance reference (None = empty prompt).
     """
     start = time.time()
     was_training = backbone.unet.training
@@ -36,15 +38,18 @@ def evaluate_base(
         backbone.text_encoder.eval()
     size = int(backbone.config.get("image_size", 32))
     frames = heldout_first_frames(n_per_motion, size=size, seed=seed)
-    videos, labels = [], []
-    for motion in motions:
-        for chunk in frames.split(batch_size):
-            embeds = encode_prompts(backbone, [caption_for(motion)] * len(chunk))
-            generator = torch.Generator().manual_seed(seed)
-            videos.append(
-                sample_video(backbone, chunk, num_frames, embeds, num_inference_steps, guidance_scale, generator, progress=False).cpu()
-            )
-            labels += [motion] * len(chunk)
+    pairs = [(motion, i) for motion in motions for i in range(n_per_motion)]  # every motion on every frame
+    videos, labels = [], [motion for motion, _ in pairs]
+    for start_index in range(0, len(pairs), batch_size):
+        chunk = pairs[start_index : start_index + batch_size]
+        first = frames[[i for _, i in chunk]]
+        embeds = encode_prompts(backbone, [caption_for(motion) for motion, _ in chunk])
+        negative = None if negative_prompt is None else encode_prompts(backbone, [negative_prompt] * len(chunk))
+        generator = torch.Generator().manual_seed(seed * 100_003 + start_index)
+        videos.append(
+            sample_video(backbone, first, num_frames, embeds, num_inference_steps, guidance_scale, generator,
+                         progress=False, negative_prompt_embeds=negative).cpu()
+        )
     judged = judge_accuracy(torch.cat(videos), labels)
     if was_training:
         backbone.unet.train()
@@ -61,6 +66,7 @@ def evaluate_base(
             "heldout_first_frames": f"world.heldout_first_frames({n_per_motion}, seed={seed})",
             "num_inference_steps": num_inference_steps,
             "guidance_scale": guidance_scale,
+            "negative_prompt": negative_prompt,
             "sampler": type(backbone.sample_scheduler).__name__,
             "num_frames": num_frames,
             "judge": "miva_lightning.motion.classify_motion over ALL_MOTIONS",
