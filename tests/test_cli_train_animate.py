@@ -84,6 +84,10 @@ def test_animate_frame_one_is_the_input_and_the_adapter_moves_the_video(tiny_bas
     # same seed, same result; the UNet is the plain base again after animate()
     again = animate(photo, adapters=[], backbone=backbone, num_frames=4, steps=2, seed=1)
     assert torch.equal(again, base_only)
+    # a Miva object works like its file
+    miva, _ = load_miva(adapter, backbone.unet)
+    from_object = animate(photo, adapters=[(miva, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1)
+    torch.testing.assert_close(from_object, with_adapter)
 
 
 @pytest.mark.parametrize(
