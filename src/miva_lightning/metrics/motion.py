@@ -23,6 +23,7 @@ Flow, fitted global motion and the judge come from `miva_lightning.motion`.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, Mapping, Sequence
 
@@ -88,8 +89,9 @@ class FlowVideoMetric(VideoMeanMetric):
     def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
         return torch.stack([self.clip_score(farneback_flow(clip)) for clip in video])
 
+    @abc.abstractmethod
     def clip_score(self, flow: Tensor) -> Tensor:
-        raise NotImplementedError
+        """One score for one clip's flow `(f-1) 2 h w`."""
 
 
 class FlowMagnitude(FlowVideoMetric):
@@ -167,8 +169,9 @@ class ReferenceAgreement(VideoMeanMetric):
             )
         return torch.stack([self.pair_score(g, r) for g, r in zip(video, reference)])
 
+    @abc.abstractmethod
     def pair_score(self, generated: Tensor, reference: Tensor) -> Tensor:
-        raise NotImplementedError
+        """One score for a generated clip against its reference clip."""
 
     def describe_extra(self) -> dict[str, Any]:
         return {"flow_backend": BACKEND, "static_rms_px": STATIC_RMS_PX}

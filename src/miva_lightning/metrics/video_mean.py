@@ -8,6 +8,7 @@ present but malformed is an error.
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Mapping
 
 import torch
@@ -39,7 +40,7 @@ def images_from_batch(batch: Mapping[str, Any], key: str = "images") -> Tensor:
     return images
 
 
-class VideoMeanMetric(BatchMetric):
+class VideoMeanMetric(BatchMetric, abc.ABC):
     """Mean over all videos seen of the per-video score that the subclass's `video_scores` returns."""
 
     full_state_update = False
@@ -67,9 +68,9 @@ class VideoMeanMetric(BatchMetric):
         video = video_from_batch(batch)
         self._accumulate(self.video_scores(video, batch), video)
 
+    @abc.abstractmethod
     def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
         """One score per video, shape (b,)."""
-        raise NotImplementedError
 
     def _accumulate(self, per_video: Tensor, video: Tensor | None = None, skipped: int = 0) -> None:
         """Add one score per video (b,), and remember the video shape for `describe()`."""
