@@ -8,7 +8,6 @@ present but malformed is an error.
 
 from __future__ import annotations
 
-import abc
 from typing import Any, Mapping
 
 import torch
@@ -40,7 +39,7 @@ def images_from_batch(batch: Mapping[str, Any], key: str = "images") -> Tensor:
     return images
 
 
-class VideoMeanMetric(BatchMetric, abc.ABC):
+class VideoMeanMetric(BatchMetric):
     """Mean over all videos seen of the per-video score that the subclass's `video_scores` returns."""
 
     full_state_update = False
@@ -68,9 +67,9 @@ class VideoMeanMetric(BatchMetric, abc.ABC):
         video = video_from_batch(batch)
         self._accumulate(self.video_scores(video, batch), video)
 
-    @abc.abstractmethod
     def video_scores(self, video: Tensor, batch: Mapping[str, Any]) -> Tensor:
-        """One score per video, shape (b,)."""
+        """One score per video, shape (b,). Metrics that override `update` instead need not define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define video_scores or override update")
 
     def _accumulate(self, per_video: Tensor, video: Tensor | None = None, skipped: int = 0) -> None:
         """Add one score per video (b,), and remember the video shape for `describe()`."""
