@@ -72,7 +72,8 @@ def test_factory_builds_unet_from_config():
     assert backbone.unet.config.in_channels == 2 * 3 * factor**2  # noisy latents + first-frame latents
     assert backbone.unet.config.out_channels == 3 * factor**2
     assert backbone.unet.config.time_cond_proj_dim == cfg["text"]["hidden_size"]
-    assert backbone.noise_scheduler.config.prediction_type == "v_prediction"
+    assert backbone.noise_scheduler.config.prediction_type == cfg["prediction_type"]
+    assert backbone.sample_scheduler.config.prediction_type == cfg["prediction_type"]
     embeds = encode_prompts(backbone, ["camera pans left", ""])
     assert embeds.shape == (2, cfg["text"]["max_length"], cfg["text"]["hidden_size"])
     latents = backbone.codec.encode(torch.rand(2, 3, 3, 32, 32))

@@ -69,10 +69,13 @@ def test_high_noise_timesteps_are_biased_upwards():
         sample_timesteps(2, 1000, "lognormal")
 
 
-def test_targets_follow_prediction_type(backbone):
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_targets_follow_prediction_type(prediction_type):
+    scheduler = build_backbone(tiny_cfg(prediction_type=prediction_type)).noise_scheduler
     latents, noise = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4)
     t = torch.tensor([100, 900])
-    v = diffusion_target(backbone.noise_scheduler, latents, noise, t)
-    alphas = backbone.noise_scheduler.alphas_cumprod[t].sqrt().view(2, 1, 1, 1, 1)
-    sigmas = (1 - backbone.noise_scheduler.alphas_cumprod[t]).sqrt().view(2, 1, 1, 1, 1)
-    assert torch.allclose(v, alphas * noise - sigmas * latents, atol=1e-6)
+    target = diffusion_target(scheduler, latents, noise, t)
+    alphas = scheduler.alphas_cumprod[t].sqrt().view(2, 1, 1, 1, 1)
+    sigmas = (1 - scheduler.alphas_cumprod[t]).sqrt().view(2, 1, 1, 1, 1)
+    expected = {"epsilon": noise, "v_prediction": alphas * noise - sigmas * latents, "sample": latents}
+    assert torch.allclose(target, expected[prediction_type], atol=1e-6)
