@@ -62,3 +62,20 @@ def test_config_hash_ignores_paths_but_not_recipe(tmp_path):
     changed = compose("pretrain", TINY + [f"paths.root={tmp_path}", "recipe.lr=0.5"])
     assert pretrain.base_folder(base)[1] == pretrain.base_folder(moved)[1]
     assert pretrain.base_folder(base)[1] != pretrain.base_folder(changed)[1]
+
+
+@pytest.mark.slow
+def test_eval_base_remeasures_a_saved_base(tmp_path):
+    from miva_lightning.backbones.tiny import save_tiny_backbone
+    from miva_lightning.cli import eval_base
+
+    cfg = compose("eval_base", [f"paths.root={tmp_path}", "eval.n_per_motion=1", "eval.num_inference_steps=2"])
+    small = compose("pretrain", TINY + [f"paths.root={tmp_path}"]).backbone
+    folder = save_tiny_backbone(build_backbone({**dict(small), "pretrained": None}), tmp_path / "tiny-x", {})
+    cfg.backbone = small
+    cfg.backbone.pretrained = str(folder)
+    record = eval_base.run(cfg)
+    saved = json.loads((tmp_path / "results" / "base_eval.json").read_text())
+    assert saved["per_motion_accuracy"] == record["per_motion_accuracy"]
+    assert saved["n_per_motion"] == 1 and saved["steps"] == 2 and saved["seed"] == 0
+    assert saved["base"] == str(folder)
