@@ -84,6 +84,14 @@ def test_animate_frame_one_is_the_input_and_the_adapter_moves_the_video(tiny_bas
     # same seed, same result; the UNet is the plain base again after animate()
     again = animate(photo, adapters=[], backbone=backbone, num_frames=4, steps=2, seed=1)
     assert torch.equal(again, base_only)
+    # adapter guidance: s = 0 gives the plain base's video, s = 1 the adapter's, s = 2 goes past it
+    at_zero = animate(photo, adapters=[(adapter, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1,
+                      adapter_guidance=0.0)
+    torch.testing.assert_close(at_zero, base_only, atol=1e-5, rtol=0)
+    at_two = animate(photo, adapters=[(adapter, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1,
+                     adapter_guidance=2.0)
+    assert (at_two - with_adapter).abs().mean() > 1e-3
+    torch.testing.assert_close(at_two[0], expected_first, atol=1e-5, rtol=0)
     # a Miva object works like its file
     miva, _ = load_miva(adapter, backbone.unet)
     from_object = animate(photo, adapters=[(miva, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1)

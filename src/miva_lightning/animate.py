@@ -10,6 +10,8 @@ baseline that MIVAs are compared against.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from miva_lightning.backbones import Backbone
 
@@ -129,17 +132,20 @@ def animate(
     prompt: str | None = None,
     guidance_scale: float = 1.0,
     progress: bool = False,
+    adapter_guidance: float = 1.0,
 ) -> torch.Tensor:
     """Animate `image` with `adapters` [(path_or_Miva, weight), ...]; returns video `f c h w` in [0, 1].
 
     `prompt` is for the base alone (MIVAs replace the text cross-attention, so text has no effect on them).
+    `adapter_guidance` s > 1 extrapolates the adapters' effect: prediction = base + s (with MIVAs - base)
+    (an extension, not in METHOD.md; it costs a second UNet pass per step).
     """
     adapters = check_adapter_weights(adapters)
     backbone = backbone or default_backbone()
     first_frame = load_image(image, size or backbone_size(backbone))
     video = animate_batch(
         first_frame[None], adapters, backbone, num_frames, steps, seed, noise_init, lora_mode, prompt,
-        guidance_scale, progress,
+        guidance_scale, progress, adapter_guidance,
     )  # fmt: skip
     return video[0]
 
@@ -157,6 +163,7 @@ def animate_batch(
     prompt: str | None = None,
     guidance_scale: float = 1.0,
     progress: bool = False,
+    adapter_guidance: float = 1.0,
 ) -> torch.Tensor:
     """Animate first frames `b c h w` (already at the backbone's size) in one sampling loop -> `b f c h w`.
 
@@ -167,6 +174,8 @@ def animate_batch(
         raise ValueError(f"num_frames={num_frames}: a video needs at least 2 frames")
     if steps < 1:
         raise ValueError(f"steps={steps}: use at least 1 sampling step")
+    if not (math.isfinite(adapter_guidance) and adapter_guidance >= 0):
+        raise ValueError(f"adapter_guidance={adapter_guidance}: use a finite number >= 0 (1 = off)")
     if first_frames.ndim != 4 or first_frames.shape[1] != 3:
         raise ValueError(f"first_frames must be `b 3 h w`, got shape {tuple(first_frames.shape)}")
     adapters = check_adapter_weights(adapters)
@@ -179,9 +188,12 @@ def animate_batch(
     from miva_lightning.sampling.sampler import sample_video
 
     handle = attach_mivas(backbone.unet, load_adapters(adapters, backbone.unet), lora_mode) if adapters else None
+    sampling_backbone = backbone
+    if handle is not None and adapter_guidance != 1.0:
+        sampling_backbone = dataclasses.replace(backbone, unet=AdapterGuidedUNet(backbone.unet, handle, adapter_guidance))
     try:
         video = sample_video(
-            backbone,
+            sampling_backbone,
             first_frames.to(device),
             num_frames=num_frames,
             prompt_embeds=prompt_embeds,
@@ -195,6 +207,42 @@ def animate_batch(
         if handle is not None:
             detach_mivas(handle)
     return video.float().cpu()
+
+
+class AdapterGuidedUNet(nn.Module):
+    """Runs the UNet with the attached MIVAs and as the plain base; returns base + s (with MIVAs - base)."""
+
+    def __init__(self, unet: nn.Module, handle, scale: float):
+        super().__init__()
+        self.unet, self.handle, self.scale = unet, handle, float(scale)
+
+    @property
+    def config(self):
+        return self.unet.config
+
+    def forward(self, *args, **kwargs):
+        with_adapters = self.unet(*args, **kwargs)[0]
+        with plain_base(self.handle):
+            base = self.unet(*args, **kwargs)[0]
+        return (base + self.scale * (with_adapters - base),)
+
+
+@contextlib.contextmanager
+def plain_base(handle):
+    """Temporarily the frozen base: original attention processors back, LoRA weights at 0."""
+    from miva_lightning.adapters import set_weights
+
+    unet, weights = handle.unet, list(handle.weights)
+    adapted = {name: unet.get_submodule(name).processor for name in handle.original_processors}
+    for name, processor in handle.original_processors.items():
+        unet.get_submodule(name).set_processor(processor)
+    set_weights(handle, [0.0] * len(weights))
+    try:
+        yield
+    finally:
+        for name, processor in adapted.items():
+            unet.get_submodule(name).set_processor(processor)
+        set_weights(handle, weights)
 
 
 def prompt_embeddings(backbone: Backbone, prompt: str | None) -> torch.Tensor | None:

@@ -80,6 +80,7 @@ def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
         prompt=cfg.prompt,
         guidance_scale=float(cfg.guidance_scale),
         progress=True,
+        adapter_guidance=float(cfg.get("adapter_guidance", 1.0)),
     )
     stem = cfg.out or Path(cfg.paths.output_dir) / Path(str(cfg.image)).stem
     return write_outputs(video, stem, fps=float(cfg.fps), formats=tuple(cfg.formats))

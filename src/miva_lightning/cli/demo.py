@@ -75,6 +75,8 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
         f"data.max_clips={t.num_clips}",
         f"data.world_clips_per_motion={t.num_clips}",
         f"data.batch_size={t.batch_size}",
+        f"data.flip_p={0.0 if motion in t.no_flip_motions else t.flip_p}",
+        f"data.world_num_frames={t.world_num_frames}",
         f"trainer.max_steps={t.max_steps}",
         f"++trainer.max_time='{max_time(float(t.max_minutes))}'",
         f"optimization.lr={t.lr}",
@@ -160,7 +162,13 @@ def sample_settings(cfg: DictConfig) -> dict[str, Any]:
 
     s = cfg.sample
     noise_init = NoiseInit(**s.noise_init) if s.get("noise_init") else None
-    return {"num_frames": int(s.num_frames), "steps": int(s.steps), "seed": int(s.seed), "noise_init": noise_init}
+    return {
+        "num_frames": int(s.num_frames),
+        "steps": int(s.steps),
+        "seed": int(s.seed),
+        "noise_init": noise_init,
+        "adapter_guidance": float(s.get("adapter_guidance", 1.0)),
+    }
 
 
 def photo_paths(cfg: DictConfig) -> list[Path]:
