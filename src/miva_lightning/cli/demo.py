@@ -67,6 +67,7 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
     return [
         f"motion={motion}",
         f"seed={cfg.seed}",
+        f"num_threads={cfg.num_threads if cfg.get('num_threads') else 'null'}",
         f"trainer={t.trainer}",
         "logger=csv",
         f"paths.root={cfg.paths.root}",
@@ -278,6 +279,8 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     from miva_lightning.world import heldout_first_frames
 
     started = time.perf_counter()
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     motions = chosen_motions(cfg)
     backbone = load_or_pretrain_base(cfg)
     height, _ = backbone_size(backbone)

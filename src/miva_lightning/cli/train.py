@@ -113,6 +113,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
 
     # The frozen base is in eval mode on purpose; Lightning warns about that at every fit.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)
     backbone = build_backbone(cfg.backbone)
