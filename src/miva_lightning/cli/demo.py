@@ -219,8 +219,8 @@ def combined_components(videos: torch.Tensor, motions: Sequence[str]) -> dict[st
             hits = [camera_class(s.dx, s.dy, s.scale, s.angle_deg) == motion for s in summaries]
         visible[motion] = round(sum(hits) / len(videos), 4)
 
-    def median(field: str) -> float:
-        return round(statistics.median(getattr(s, field) for s in summaries), 4) if summaries else float("nan")
+    def median(field: str) -> float | None:
+        return round(statistics.median(getattr(s, field) for s in summaries), 4) if summaries else None
 
     return {
         "visible_fraction": visible,
