@@ -9,7 +9,6 @@ import copy
 
 import pytest
 import torch
-from diffusers import UNetMotionModel
 from einops import rearrange
 
 from miva_lightning.adapters import (
@@ -24,24 +23,9 @@ from miva_lightning.adapters.context import CallContext
 from miva_lightning.adapters.cross_frame_attention import CrossFrameAdapter, SharedFrameKV
 from miva_lightning.adapters.miva import spatial_attention_names
 from miva_lightning.adapters.weighting import AdaptiveWeighting, LinearWeighting
+from tiny_components import tiny_unet
 
 FRAMES = 3
-
-
-def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
-    torch.manual_seed(seed)
-    unet = UNetMotionModel(
-        sample_size=16,
-        block_out_channels=block_out_channels,
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
-        cross_attention_dim=32,
-        norm_num_groups=8,
-        num_attention_heads=4,
-        motion_num_attention_heads=4,
-    )
-    return unet.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from diffusers import UNetMotionModel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -15,22 +14,7 @@ from miva_lightning.adapters import (
     load_miva,
     save_miva,
 )
-
-
-def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
-    torch.manual_seed(seed)
-    unet = UNetMotionModel(
-        sample_size=16,
-        block_out_channels=block_out_channels,
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
-        cross_attention_dim=32,
-        norm_num_groups=8,
-        num_attention_heads=4,
-        motion_num_attention_heads=4,
-    )
-    return unet.eval().requires_grad_(False)
+from tiny_components import tiny_unet
 
 
 @pytest.fixture(scope="module")

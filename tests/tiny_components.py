@@ -1,0 +1,21 @@
+"""Tiny real diffusers components shared by the tests (the diffusers `get_dummy_components()` idea)."""
+
+import torch
+from diffusers import UNetMotionModel
+
+
+def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
+    """A frozen UNetMotionModel of ~1 M parameters with the real SD1.5 + AnimateDiff module layout."""
+    torch.manual_seed(seed)
+    unet = UNetMotionModel(
+        sample_size=16,
+        block_out_channels=block_out_channels,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
+        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        num_attention_heads=4,
+        motion_num_attention_heads=4,
+    )
+    return unet.eval().requires_grad_(False)
