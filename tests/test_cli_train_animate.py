@@ -18,15 +18,8 @@ from miva_lightning.backbones import build_backbone
 from miva_lightning.backbones.tiny import load_tiny_backbone, save_tiny_backbone
 from miva_lightning.cli.animate import parse_adapter_spec, pop_adapter_flags
 from miva_lightning.config import REPO_ROOT, compose
+from tiny_components import TINY_BACKBONE, TINY_MIVA
 
-TINY_BACKBONE = [
-    "backbone.num_frames=4",
-    "backbone.unet.block_out_channels=[16,32]",
-    "backbone.unet.norm_num_groups=8",
-    "backbone.text.hidden_size=32",
-    "backbone.text.num_layers=1",
-]
-TINY_MIVA = ["adapter.ca_rank=8", "adapter.lora_rank=4"]
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,9 @@ from miva_lightning.config import compose
 from miva_lightning.training.miva_module import MivaModule, MivaOptimization, build_adamw, lr_factor
 from miva_lightning.training.resumable_batches import BatchPosition, StepKeyedBatches
 
-TINY_BACKBONE = [
-    "backbone.pretrained=null",
-    "backbone.num_frames=4",
-    "backbone.unet.block_out_channels=[16,32]",
-    "backbone.unet.norm_num_groups=8",
-    "backbone.text.hidden_size=32",
-    "backbone.text.num_layers=1",
-    "paths.output_dir=unused",
-]
+import tiny_components
+
+TINY_BACKBONE = ["backbone.pretrained=null", *tiny_components.TINY_BACKBONE, "paths.output_dir=unused"]
 TINY_MIVA = MivaConfig(ca_rank=8, lora_rank=4)
 
 

@@ -5,16 +5,12 @@ import subprocess
 import sys
 
 from miva_lightning.config import REPO_ROOT
+from tiny_components import TINY_BACKBONE, TINY_MIVA
 
 TINY = [
     "backbone.pretrained=null",
-    "backbone.num_frames=4",
-    "backbone.unet.block_out_channels=[16,32]",
-    "backbone.unet.norm_num_groups=8",
-    "backbone.text.hidden_size=32",
-    "backbone.text.num_layers=1",
-    "adapter.ca_rank=8",
-    "adapter.lora_rank=4",
+    *TINY_BACKBONE,
+    *TINY_MIVA,
     "data.batch_size=1",
     "data.max_clips=2",
     "data.world_clips_per_motion=2",

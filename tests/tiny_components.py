@@ -19,3 +19,14 @@ def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
         motion_num_attention_heads=4,
     )
     return unet.eval().requires_grad_(False)
+
+
+# Hydra overrides that shrink the tiny embedded backbone / a MIVA further, for fast CLI and module tests.
+TINY_BACKBONE = [
+    "backbone.num_frames=4",
+    "backbone.unet.block_out_channels=[16,32]",
+    "backbone.unet.norm_num_groups=8",
+    "backbone.text.hidden_size=32",
+    "backbone.text.num_layers=1",
+]
+TINY_MIVA = ["adapter.ca_rank=8", "adapter.lora_rank=4"]

@@ -16,27 +16,26 @@ from torch import Tensor
 from miva_lightning.metrics.registry import BatchMetric
 
 
-def video_from_batch(batch: Mapping[str, Any], key: str = "generated") -> Tensor:
-    """`batch[key]` checked to be a float video batch `b f c h w` (values in [0, 1])."""
+def _checked_tensor(batch: Mapping[str, Any], key: str, layout: str, what: str) -> Tensor:
+    """`batch[key]` checked to be a float tensor with the named `layout` (values in [0, 1])."""
     if not isinstance(batch, Mapping) or key not in batch:
         keys = list(batch) if isinstance(batch, Mapping) else type(batch).__name__
-        raise KeyError(f"metric needs batch[{key!r}] (a b f c h w video in [0, 1]); got keys {keys}")
-    video = batch[key]
-    if not torch.is_tensor(video) or video.ndim != 5 or not video.is_floating_point():
-        shape = tuple(video.shape) if torch.is_tensor(video) else type(video).__name__
-        raise ValueError(f"batch[{key!r}] must be a float tensor b f c h w in [0, 1]; got {shape}")
-    return video
+        raise KeyError(f"metric needs batch[{key!r}] ({what}, {layout} in [0, 1]); got keys {keys}")
+    value = batch[key]
+    if not torch.is_tensor(value) or value.ndim != len(layout.split()) or not value.is_floating_point():
+        shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+        raise ValueError(f"batch[{key!r}] must be a float tensor {layout} in [0, 1]; got {shape}")
+    return value
+
+
+def video_from_batch(batch: Mapping[str, Any], key: str = "generated") -> Tensor:
+    """`batch[key]` checked to be a float video batch `b f c h w` (values in [0, 1])."""
+    return _checked_tensor(batch, key, "b f c h w", "a video batch")
 
 
 def images_from_batch(batch: Mapping[str, Any], key: str = "images") -> Tensor:
     """`batch[key]` checked to be a float image batch `b c h w` (values in [0, 1])."""
-    if key not in batch:
-        raise KeyError(f"metric needs batch[{key!r}] (the input images, b c h w in [0, 1]); got keys {list(batch)}")
-    images = batch[key]
-    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise ValueError(f"batch[{key!r}] must be a float tensor b c h w in [0, 1]; got {shape}")
-    return images
+    return _checked_tensor(batch, key, "b c h w", "the input images")
 
 
 class VideoMeanMetric(BatchMetric):
