@@ -8,6 +8,7 @@ import torch
 
 from miva_lightning.metrics import available_metrics, build_metric
 from miva_lightning.metrics import clip as C
+from miva_lightning.metrics import clip_encoder as E
 
 
 @pytest.fixture(scope="module")
@@ -152,5 +153,5 @@ def test_preprocessing_sizes_and_statistics_come_from_preprocessor_config(tmp_pa
         '{"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}, '
         '"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}'
     )
-    assert C._preprocessing_from_folder(tmp_path, 224) == (40, 32, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
-    assert C._preprocessing_from_folder(tmp_path / "absent", 224) == (224, 224, C.OPENAI_CLIP_MEAN, C.OPENAI_CLIP_STD)
+    assert E._preprocessing_from_folder(tmp_path, 224) == (40, 32, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    assert E._preprocessing_from_folder(tmp_path / "absent", 224) == (224, 224, E.OPENAI_CLIP_MEAN, E.OPENAI_CLIP_STD)
