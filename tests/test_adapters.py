@@ -222,7 +222,7 @@ def test_unknown_variants_are_refused():
     with pytest.raises(ValueError, match="base_branch"):
         MivaConfig(base_branch="text")
     with pytest.raises(ValueError, match="no component"):
-        MivaConfig(cross_frame=False, implicit_prompt=False, temporal_lora=False)
+        MivaConfig(cross_frame=False, implicit_prompt=False, temporal_lora=False, implicit_time_cond=False)
 
 
 def test_weighting_starts_at_one_half_and_linear_is_t_over_T():

@@ -4,8 +4,9 @@ import torch
 from diffusers import UNetMotionModel
 
 
-def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
-    """A frozen UNetMotionModel of ~1 M parameters with the real SD1.5 + AnimateDiff module layout."""
+def tiny_unet(seed: int = 0, block_out_channels=(32, 64), time_cond_proj_dim: int | None = None) -> UNetMotionModel:
+    """A frozen UNetMotionModel of ~1 M parameters with the real SD1.5 + AnimateDiff module layout
+    (`time_cond_proj_dim` adds the text-to-time route the embedded tiny base has)."""
     torch.manual_seed(seed)
     unet = UNetMotionModel(
         sample_size=16,
@@ -17,6 +18,7 @@ def tiny_unet(seed: int = 0, block_out_channels=(32, 64)) -> UNetMotionModel:
         norm_num_groups=8,
         num_attention_heads=4,
         motion_num_attention_heads=4,
+        time_cond_proj_dim=time_cond_proj_dim,
     )
     return unet.eval().requires_grad_(False)
 

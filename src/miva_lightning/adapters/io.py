@@ -66,7 +66,9 @@ def load_miva(
         raise FileNotFoundError(f"no MIVA file at '{path}'")
     tensors, metadata = _read_safetensors(path)
     _check_finite(tensors, str(path))
-    config = MivaConfig.from_dict(metadata["config"])
+    config_values = dict(metadata["config"])
+    config_values.setdefault("implicit_time_cond", False)  # files written before that component existed
+    config = MivaConfig.from_dict(config_values)
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
     try:
         miva = Miva.from_shapes(config, shapes)
@@ -123,6 +125,9 @@ def _check_components(config: MivaConfig, miva: Miva, path: Path) -> None:
         present = len(getattr(miva, part)) > 0
         if present != enabled:
             raise ValueError(f"'{path}': config says {part}={enabled} but the file {'has' if present else 'lacks'} its tensors")
+    # enabled without tensors is fine here: the base the adapter was trained on had no time-condition route
+    if len(miva.time_condition) and not config.implicit_time_cond:
+        raise ValueError(f"'{path}': config says implicit_time_cond=False but the file has its tensors")
 
 
 def _check_base(path: Path, recorded: dict[str, Any], unet: nn.Module, strict: bool) -> None:

@@ -3,7 +3,8 @@ diffusers `UNetMotionModel` by module name.
 
 Layers are found by name: spatial self-attention `...attentions.j.transformer_blocks.k.attn1` (CFA),
 spatial text cross-attention `...attn2` (CA), temporal attention projections inside `motion_modules`
-(LoRA). Parameters live in the `Miva` under the layer name with dots replaced by "_".
+(LoRA), and `time_embedding` (the implicit prompt's time-route offset, on UNets that have that route).
+Parameters live in the `Miva` under the layer name with dots replaced by "_".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from miva_lightning.adapters.context import CallContext, install_context, remove_context
 from miva_lightning.adapters.cross_frame_attention import CFA_VARIANTS, CrossFrameAdapter, CrossFrameAttnProcessor
 from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPrompt, ImplicitPromptProcessor
+from miva_lightning.adapters.implicit_time_condition import ImplicitTimeCondition, TimeConditionHook, time_condition_dim
 from miva_lightning.adapters.temporal_lora import (
     LORA_MODES,
     LoraPair,
@@ -44,6 +46,7 @@ class MivaConfig:
     implicit_prompt: bool = True  # CA in place of every spatial attn2
     ca_rank: int = 64
     base_branch: str = "none"  # none (METHOD: attn2 replaced) | empty_prompt (frozen attn2 kept, CA added)
+    implicit_time_cond: bool = True  # learned offset of the caption->timestep route (only on UNets that have one)
     temporal_lora: bool = True
     lora_rank: int = 32
 
@@ -62,8 +65,10 @@ class MivaConfig:
             raise ValueError(f"MivaConfig.tau must be > 0, got {self.tau}")
         if not 0.0 <= self.fixed_weight <= 1.0:
             raise ValueError(f"MivaConfig.fixed_weight must be in [0, 1], got {self.fixed_weight}")
-        if not (self.cross_frame or self.implicit_prompt or self.temporal_lora):
-            raise ValueError("MivaConfig enables no component: turn on cross_frame, implicit_prompt or temporal_lora")
+        if not (self.cross_frame or self.implicit_prompt or self.temporal_lora or self.implicit_time_cond):
+            raise ValueError(
+                "MivaConfig enables no component: turn on cross_frame, implicit_prompt, temporal_lora or implicit_time_cond"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +80,10 @@ class MivaConfig:
         if unknown:
             raise ValueError(f"unknown MivaConfig keys {unknown}; known keys: {sorted(known)}")
         return cls(**values)
+
+
+COMPONENTS = ("cross_frame", "implicit_prompt", "temporal_lora", "time_condition")
+TIME_CONDITION_KEY = "time_embedding"
 
 
 def layer_key(module_name: str) -> str:
@@ -106,12 +115,14 @@ class Miva(nn.Module):
         cross_frame: dict[str, CrossFrameAdapter] | None = None,
         implicit_prompt: dict[str, ImplicitPrompt] | None = None,
         temporal_lora: dict[str, LoraPair] | None = None,
+        time_condition: dict[str, ImplicitTimeCondition] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.cross_frame = nn.ModuleDict(cross_frame or {})
         self.implicit_prompt = nn.ModuleDict(implicit_prompt or {})
         self.temporal_lora = nn.ModuleDict(temporal_lora or {})
+        self.time_condition = nn.ModuleDict(time_condition or {})  # at most one entry: "time_embedding"
 
     @classmethod
     def from_unet(cls, unet: nn.Module, config: MivaConfig | None = None, init_from_base: bool = True) -> "Miva":
@@ -119,7 +130,7 @@ class Miva(nn.Module):
 
         `init_from_base=False` only builds the shapes (used on the meta device to check a file)."""
         config = config or MivaConfig()
-        cross_frame, implicit_prompt, temporal_lora = {}, {}, {}
+        cross_frame, implicit_prompt, temporal_lora, time_condition = {}, {}, {}, {}
         if config.cross_frame:
             for name in spatial_attention_names(unet, "attn1"):
                 attn1 = unet.get_submodule(name)
@@ -145,9 +156,11 @@ class Miva(nn.Module):
         if config.temporal_lora:
             for name, linear in temporal_lora_targets(unet).items():
                 temporal_lora[layer_key(name)] = LoraPair(linear.in_features, linear.out_features, config.lora_rank)
-        if not (cross_frame or implicit_prompt or temporal_lora):
+        if config.implicit_time_cond and time_condition_dim(unet):
+            time_condition[TIME_CONDITION_KEY] = ImplicitTimeCondition(time_condition_dim(unet))
+        if not (cross_frame or implicit_prompt or temporal_lora or time_condition):
             raise ValueError(f"{type(unet).__name__} has no spatial attention or motion modules to adapt")
-        miva = cls(config, cross_frame, implicit_prompt, temporal_lora)
+        miva = cls(config, cross_frame, implicit_prompt, temporal_lora, time_condition)
         return miva.to(device=next(unet.parameters()).device) if init_from_base else miva
 
     @classmethod
@@ -162,7 +175,7 @@ class Miva(nn.Module):
         def layers(prefix: str) -> list[str]:
             return sorted({key.split(".")[1] for key in shapes if key.startswith(prefix + ".")})
 
-        cross_frame, implicit_prompt, temporal_lora = {}, {}, {}
+        cross_frame, implicit_prompt, temporal_lora, time_condition = {}, {}, {}, {}
         for key in layers("cross_frame"):
             inner, query = shape(f"cross_frame.{key}.to_q.weight")
             temb = shape(f"cross_frame.{key}.weighting.proj.weight")[1] if config.weighting == "adaptive" else 1
@@ -178,12 +191,14 @@ class Miva(nn.Module):
             rank, in_features = shape(f"temporal_lora.{key}.A.weight")
             out_features = shape(f"temporal_lora.{key}.B.weight")[0]
             temporal_lora[key] = LoraPair(in_features, out_features, rank)
-        return cls(config, cross_frame, implicit_prompt, temporal_lora)
+        for key in layers("time_condition"):
+            time_condition[key] = ImplicitTimeCondition(shape(f"time_condition.{key}.offset")[0])
+        return cls(config, cross_frame, implicit_prompt, temporal_lora, time_condition)
 
     def parameter_counts(self) -> dict[str, int]:
         counts = {
             part: sum(p.numel() for p in getattr(self, part).parameters())
-            for part in ("cross_frame", "implicit_prompt", "temporal_lora")
+            for part in COMPONENTS
         }
         counts["total"] = sum(counts.values())
         return counts
@@ -240,6 +255,7 @@ class MivaHandle:
     context: CallContext
     original_processors: dict[str, Any] = field(default_factory=dict)
     lora: TemporalLoraAttachment | None = None
+    hooks: list[Any] = field(default_factory=list)  # removable forward hooks (time-condition route)
     unet_requires_grad: dict[str, bool] = field(default_factory=dict)
     attached: bool = True
 
@@ -332,6 +348,10 @@ def _install_processors(handle: MivaHandle) -> None:
             prompts = [m.implicit_prompt[layer_key(name)] if m.config.implicit_prompt else None for m in mivas]
             handle.original_processors[name] = attention.processor
             attention.set_processor(ImplicitPromptProcessor(attention.processor, prompts, handle.weights, base_branch))
+    if any(len(m.time_condition) for m in mivas):
+        offsets = [m.time_condition[TIME_CONDITION_KEY] if len(m.time_condition) else None for m in mivas]
+        hook = TimeConditionHook(offsets, handle.weights)
+        handle.hooks.append(unet.time_embedding.register_forward_pre_hook(hook, with_kwargs=True))
 
 
 def _restore_requires_grad(handle: MivaHandle) -> None:
@@ -359,6 +379,9 @@ def detach_mivas(handle: MivaHandle) -> None:
     for name, processor in handle.original_processors.items():
         handle.unet.get_submodule(name).set_processor(processor)
     handle.original_processors.clear()
+    for hook in handle.hooks:
+        hook.remove()
+    handle.hooks.clear()
     remove_context(handle.context)
     _restore_requires_grad(handle)
     handle.attached = False
