@@ -91,7 +91,9 @@ def test_only_adapter_trains_base_stays_bit_identical_and_checkpoint_is_adapter_
     batches = StepKeyedBatches(RandomClips(), batch_size=2, seed=0)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1, save_last=True)
     trainer = make_trainer(tmp_path, max_steps=2, callbacks=[RecordGrads(), BatchPosition(batches), checkpoint])
+    assert module.recent_loss() is None
     trainer.fit(module, train_dataloaders=batches)
+    assert len(module.recent_losses) == 2 and math.isfinite(module.recent_loss())
 
     # gradients reach the adapter only; the optimizer holds the adapter only
     adapter_ids = {id(p) for p in module.miva.parameters()}
@@ -244,3 +246,22 @@ def test_step_keyed_batches_give_ranks_disjoint_slices():
     single = torch.cat([batches.batch(0)["video"], batches.batch(1)["video"]])
     two_ranks = torch.cat([batches.batch(0, rank=0, world_size=2)["video"], batches.batch(0, rank=1, world_size=2)["video"]])
     assert torch.equal(single, two_ranks)
+
+
+def test_parameter_groups_scale_the_lr_per_component():
+    from miva_lightning.training.miva_module import parameter_groups
+    from tiny_components import tiny_unet
+
+    miva = Miva.from_unet(tiny_unet(time_cond_proj_dim=32), MivaConfig(ca_rank=4, lora_rank=2))
+    opt = MivaOptimization(lr=1e-3, component_lr_scale={"time_condition": 10.0, "temporal_lora": 0.5})
+    groups = {g["name"]: g for g in parameter_groups(miva, opt)}
+    assert set(groups) == {"cross_frame", "implicit_prompt", "temporal_lora", "time_condition"}
+    assert groups["time_condition"]["lr"] == pytest.approx(1e-2)
+    assert groups["temporal_lora"]["lr"] == pytest.approx(5e-4)
+    assert groups["cross_frame"]["lr"] == pytest.approx(1e-3)
+    every = [p for g in groups.values() for p in g["params"]]
+    assert len(every) == len({id(p) for p in every}) == len(list(miva.parameters()))
+    with pytest.raises(ValueError, match="unknown components"):
+        parameter_groups(miva, MivaOptimization(component_lr_scale={"cfa": 2.0}))
+    with pytest.raises(ValueError, match="finite number > 0"):
+        MivaOptimization(component_lr_scale={"time_condition": -1.0})

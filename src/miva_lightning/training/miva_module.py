@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -27,6 +27,7 @@ from miva_lightning.backbones import Backbone
 from miva_lightning.training.diffusion_loss import diffusion_loss
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
+RECENT_LOSSES = 50  # how many training losses `recent_loss` averages (one batch of 10 clips is noisy)
 
 
 @dataclass
@@ -42,6 +43,11 @@ class MivaOptimization:
     lr_schedule: str = "constant"  # after warmup: constant | cosine | linear (to min_lr_ratio * lr at total_steps)
     min_lr_ratio: float = 0.0
     total_steps: int | None = None  # defaults to trainer.max_steps
+    # Learning-rate multipliers per MIVA component (cross_frame, implicit_prompt, temporal_lora,
+    # time_condition). The time-condition offset is one free vector that must travel as far as a caption
+    # embedding does (rms ~1 per element on the tiny base): at the matrices' lr it would move ~0.2 in
+    # 600 steps, so it gets a textual-inversion-like rate.
+    component_lr_scale: dict[str, float] = field(default_factory=lambda: {"time_condition": 30.0})
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -49,6 +55,10 @@ class MivaOptimization:
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"need lr > 0 and warmup_steps >= 0, got lr={self.lr}, warmup_steps={self.warmup_steps}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+        self.component_lr_scale = dict(self.component_lr_scale or {})
+        for component, scale in self.component_lr_scale.items():
+            if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
+                raise ValueError(f"component_lr_scale[{component!r}] = {scale!r}: use a finite number > 0")
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_ratio: float) -> float:
@@ -62,7 +72,22 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1.0 - min_ratio) * decay
 
 
-def build_adamw(params: list[nn.Parameter], opt: MivaOptimization) -> torch.optim.Optimizer:
+def parameter_groups(miva: nn.Module, opt: MivaOptimization) -> list[dict[str, Any]]:
+    """One AdamW group per MIVA component (trainable parameters only), with its lr multiplier applied."""
+    from miva_lightning.adapters.miva import COMPONENTS
+
+    unknown = sorted(set(opt.component_lr_scale) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"component_lr_scale names unknown components {unknown}; known: {list(COMPONENTS)}")
+    groups = []
+    for component in COMPONENTS:
+        params = [p for p in getattr(miva, component).parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": opt.lr * opt.component_lr_scale.get(component, 1.0), "name": component})
+    return groups
+
+
+def build_adamw(params: list[nn.Parameter] | list[dict[str, Any]], opt: MivaOptimization) -> torch.optim.Optimizer:
     if opt.eight_bit:
         try:
             import bitsandbytes as bnb  # optional: not a pinned dependency
@@ -123,6 +148,7 @@ class MivaModule(L.LightningModule):
         self.preview_seed = int(preview_seed)
         self.noise_init = noise_init
         self.strict_loading = False  # checkpoints carry the adapter only; on_load_checkpoint checks its keys
+        self.recent_losses: list[torch.Tensor] = []  # the last RECENT_LOSSES training losses (detached)
 
     # ----------------------------------------------------------------- frozen base
     def frozen_modules(self) -> list[nn.Module]:
@@ -172,11 +198,18 @@ class MivaModule(L.LightningModule):
             high_noise_power=self.high_noise_power,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=video.shape[0])
+        self.recent_losses = self.recent_losses[-(RECENT_LOSSES - 1) :] + [loss.detach()]
         return loss
+
+    def recent_loss(self) -> float | None:
+        """Mean of the last RECENT_LOSSES training losses (None before the first step)."""
+        if not self.recent_losses:
+            return None
+        return float(torch.stack(self.recent_losses).float().mean())
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.optimization
-        optimizer = build_adamw(self.adapter_parameters(), opt)
+        optimizer = build_adamw(parameter_groups(self.miva, opt), opt)
         total = opt.total_steps or (self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 0)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, opt.warmup_steps, total, opt.lr_schedule, opt.min_lr_ratio)
