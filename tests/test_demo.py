@@ -10,7 +10,7 @@ import torch
 
 from miva_lightning.backbones import build_backbone
 from miva_lightning.backbones.tiny import save_tiny_backbone
-from miva_lightning.cli.demo import chosen_motions, combined_components, main, train_overrides
+from miva_lightning.cli.demo import chosen_controls, chosen_motions, combined_components, main, train_overrides
 from miva_lightning.config import REPO_ROOT, compose
 from miva_lightning.world import NOVEL_MOTIONS, render_clip, training_scene_seeds
 
@@ -26,6 +26,16 @@ def test_motion_choices():
     assert chosen_motions(demo_cfg("motions='birds,clouds'")) == ["birds", "clouds"]
     with pytest.raises(ValueError, match="not novel world motions"):
         chosen_motions(demo_cfg("motions=pan_left"))
+    assert chosen_controls(demo_cfg()) == ["pan_left", "pan_up"]
+    assert chosen_controls(demo_cfg("controls=[]")) == []
+    with pytest.raises(ValueError, match="not moving base motions"):
+        chosen_controls(demo_cfg("controls=[zoom_out]"))
+
+
+def test_direction_dependent_controls_are_not_flipped(tmp_path):
+    cfg = demo_cfg()
+    flips = {m: compose("train", train_overrides(cfg, m, tmp_path / m)).data.flip_p for m in ("pan_left", "pan_up", "zoom_out")}
+    assert flips == {"pan_left": 0.0, "pan_up": 0.5, "zoom_out": 0.5}
 
 
 def test_training_config_follows_the_demo_settings(tmp_path):
@@ -50,6 +60,16 @@ def test_combined_components_on_ground_truth_clips():
     assert on_zoom["median_global"]["scale"] < 0.97
 
 
+def test_combined_camera_motions_show_each_component():
+    """A diagonal pan (content flowing right and down) shows pan_left and pan_up at once."""
+    from miva_lightning.motion.classify import camera_components
+
+    assert camera_components(1.0, 0.8, 1.0, 0.0) == {"pan_left", "pan_up"}
+    assert camera_components(-0.1, 0.05, 0.95, 0.0) == {"zoom_out"}
+    assert camera_components(0.5, 0.0, 1.0, 3.0) == {"pan_left", "rotate_cw"}
+    assert camera_components(0.1, 0.1, 1.001, 0.1) == set()
+
+
 @pytest.mark.slow
 def test_tiny_demo_end_to_end(tmp_path):
     torch.manual_seed(0)
@@ -67,7 +87,8 @@ def test_tiny_demo_end_to_end(tmp_path):
     ])  # fmt: skip
     saved = json.loads(results_path.read_text())
     assert saved["n_eval"] == 2 and saved["seed"] == 42 and set(saved["motions"]) == {"zoom_out", "waterfall"}
-    for motion, row in saved["motions"].items():
+    assert set(saved["controls"]) == {"pan_left", "pan_up"}
+    for motion, row in [*saved["motions"].items(), *saved["controls"].items()]:
         assert 0.0 <= row["miva_accuracy"] <= 1.0 and 0.0 <= row["base_accuracy"] <= 1.0
         assert row["first_frame_psnr_db"] > 60.0  # frame 1 is the input (lossless pixel codec)
         assert row["train_time_s"] > 0 and row["steps"] == 2
@@ -75,6 +96,6 @@ def test_tiny_demo_end_to_end(tmp_path):
         assert (tmp_path / "out" / motion / "miva" / "heldout_01.mp4").exists()
         assert len(row["photos"]) >= 1
     combo = saved["multi_adapter"]
-    assert combo["motions"] == ["zoom_out", "waterfall"] and set(combo["visible_fraction"]) == set(combo["motions"])
-    assert (tmp_path / "out" / "zoom_out+waterfall" / "heldout_00.gif").exists()
+    assert combo["motions"] == ["pan_left", "pan_up"] and set(combo["visible_fraction"]) == set(combo["motions"])
+    assert (tmp_path / "out" / "pan_left+pan_up" / "heldout_00.gif").exists()
     assert results["config"]["n_eval"] == 2

@@ -48,6 +48,17 @@ def chosen_motions(cfg: DictConfig) -> list[str]:
     return motions
 
 
+def chosen_controls(cfg: DictConfig) -> list[str]:
+    """Base motions trained exactly like the novel ones: can a MIVA evoke a motion the base already knows?"""
+    from miva_lightning.world import BASE_MOTIONS
+
+    controls = list(cfg.get("controls") or [])
+    unknown = [m for m in controls if m not in BASE_MOTIONS or m == "static"]
+    if unknown:
+        raise ValueError(f"controls {unknown} are not moving base motions; choose from {list(BASE_MOTIONS[1:])}")
+    return controls
+
+
 def load_or_pretrain_base(cfg: DictConfig):
     """The committed/cached tiny base; when missing (and allowed), run the pretraining entry first."""
     from miva_lightning.backbones import build_backbone
@@ -76,7 +87,7 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
         f"data.max_clips={t.num_clips}",
         f"data.world_clips_per_motion={t.num_clips}",
         f"data.batch_size={t.batch_size}",
-        f"data.flip_p={0.0 if motion in t.no_flip_motions else t.flip_p}",
+        f"data.flip_p={0.0 if motion in t.no_flip_motions else t.flip_p}",  # a flip turns pan_left into pan_right
         f"data.world_num_frames={t.world_num_frames}",
         f"trainer.max_steps={t.max_steps}",
         f"++trainer.max_time='{max_time(float(t.max_minutes))}'",
@@ -202,11 +213,12 @@ def evaluate_photos(cfg: DictConfig, backbone, adapters: Sequence[tuple[str, flo
 def combined_components(videos: torch.Tensor, motions: Sequence[str]) -> dict[str, Any]:
     """How often each component motion is visible in the combined clips.
 
-    A camera motion counts as visible when the fitted global motion (shift/zoom/rotation) has its class;
-    a local motion when the flow left after removing the global motion looks like it (classifier rules).
+    A camera motion counts as visible when its own part of the fitted global motion (its pan axis and sign,
+    zoom or rotation) is visible, even if another part is stronger; a local motion when the flow left after
+    removing the global motion looks like it (classifier rules).
     """
     from miva_lightning.motion import estimate_motion
-    from miva_lightning.motion.classify import camera_class, local_class
+    from miva_lightning.motion.classify import camera_components, local_class
     from miva_lightning.world import LOCAL_MOTIONS
 
     estimates = [estimate_motion(video) for video in videos]
@@ -216,7 +228,7 @@ def combined_components(videos: torch.Tensor, motions: Sequence[str]) -> dict[st
         if motion in LOCAL_MOTIONS:
             hits = [local_class(s) == motion for s in summaries]
         else:
-            hits = [camera_class(s.dx, s.dy, s.scale, s.angle_deg) == motion for s in summaries]
+            hits = [motion in camera_components(s.dx, s.dy, s.scale, s.angle_deg) for s in summaries]
         visible[motion] = round(sum(hits) / len(videos), 4)
 
     def median(field: str) -> float | None:
@@ -259,11 +271,14 @@ def evaluate_combination(cfg: DictConfig, backbone, adapters: dict[str, Path], f
 def print_table(results: dict[str, Any]) -> None:
     header = f"{'motion':<12}{'MIVA acc':>10}{'base acc':>10}{'PSNR f1 dB':>12}{'train s':>10}{'steps':>8}"
     print("\n" + header + "\n" + "-" * len(header))
-    for motion, row in results["motions"].items():
-        print(
-            f"{motion:<12}{row['miva_accuracy']:>10.2f}{row['base_accuracy']:>10.2f}"
-            f"{row['first_frame_psnr_db']:>12.1f}{row['train_time_s']:>10.0f}{row['steps']:>8d}"
-        )
+    for group in ("motions", "controls"):
+        if results.get(group):
+            print(f"{'novel motions' if group == 'motions' else 'controls (base motions)'}:")
+        for motion, row in results.get(group, {}).items():
+            print(
+                f"{motion:<12}{row['miva_accuracy']:>10.2f}{row['base_accuracy']:>10.2f}"
+                f"{row['first_frame_psnr_db']:>12.1f}{row['train_time_s']:>10.0f}{row['steps']:>8d}"
+            )
     combo = results.get("multi_adapter")
     if combo:
         print(
@@ -296,15 +311,19 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         "base": {"name": backbone.name, "folder": backbone.config.get("pretrained_dir")},
         "judge": "miva_lightning.motion.classify_motion (Farneback flow, rule-based; invalid/other never correct)",
     }
+    controls = chosen_controls(cfg)
+    if controls:
+        results["controls"] = {}
     adapters: dict[str, Path] = {}
-    for motion in motions:
+    for motion in motions + controls:
+        group = "motions" if motion in motions else "controls"
         motion_dir = out_dir / motion
         summary = train_motion(cfg, motion, motion_dir)
         adapters[motion] = Path(summary["adapter_path"])
         row = evaluate_motion(cfg, backbone, motion, adapters[motion], frames, motion_dir)
         row.update(train_time_s=summary["train_time_s"], steps=summary["steps"], adapter_path=summary["adapter_path"])
         row["photos"] = evaluate_photos(cfg, backbone, [(str(adapters[motion]), 1.0)], motion_dir / "photos")
-        results["motions"][motion] = row
+        results[group][motion] = row
         atomic_write_json(cfg.results_path, results)  # partial results survive an interrupted run
         print(f"[{motion}] MIVA accuracy {row['miva_accuracy']:.2f}, base {row['base_accuracy']:.2f}", flush=True)
     results["multi_adapter"] = evaluate_combination(cfg, backbone, adapters, frames)

@@ -68,6 +68,22 @@ def camera_class(dx: float, dy: float, scale: float, angle_deg: float) -> str | 
     return "rotate_cw" if angle_deg > 0 else "rotate_ccw"
 
 
+def camera_components(dx: float, dy: float, scale: float, angle_deg: float) -> set[str]:
+    """Every camera class whose OWN part of a global motion is visible (at least MIN_GLOBAL_PX), not only
+    the strongest: a diagonal pan shows both its pans, a zoom while panning shows the zoom and the pan.
+    Used to check that a combination of adapters shows each of its motions."""
+    visible = set()
+    if abs(dx) >= MIN_GLOBAL_PX:
+        visible.add("pan_left" if dx > 0 else "pan_right")
+    if abs(dy) >= MIN_GLOBAL_PX:
+        visible.add("pan_up" if dy > 0 else "pan_down")
+    if abs(math.log(max(scale, 1e-6))) * TYPICAL_RADIUS_PX >= MIN_GLOBAL_PX:
+        visible.add("zoom_in" if scale > 1 else "zoom_out")
+    if abs(math.radians(angle_deg)) * TYPICAL_RADIUS_PX >= MIN_GLOBAL_PX:
+        visible.add("rotate_cw" if angle_deg > 0 else "rotate_ccw")
+    return visible
+
+
 def local_class(s) -> str:
     """The local class of a summary whose global motion does not explain the change."""
     if s.divergence >= FIREWORK_DIVERGENCE and s.direction_coherence < FIREWORK_COHERENCE:
