@@ -38,3 +38,13 @@ def test_overrides_and_group_swaps_apply():
     assert cfg.seed == 7
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.logger.wandb.offline is True
+
+
+def test_real_backbone_gives_train_and_animate_their_clip_geometry():
+    """Configs that take frame count and size from the backbone resolve with the SD1.5 backbone too."""
+    for name in ("train", "animate"):
+        cfg = compose(name, ["backbone=animatediff_sd15", "paths.output_dir=unused"])
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert resolved["backbone"]["num_frames"] == 16 and resolved["backbone"]["image_size"] == 512
+    train = compose("train", ["backbone=animatediff_sd15", "paths.output_dir=unused"])
+    assert (train.data.num_frames, train.data.height, train.data.width) == (16, 512, 512)
