@@ -82,6 +82,8 @@ class AnimateDiffConfig:
     vae_sample_posterior: bool = False
     vae_tiling: bool = False
     first_frame_concat: bool = False
+    num_frames: int = 16  # default clip geometry for configs that read it from the backbone (train, animate)
+    image_size: int = 512
     noise_scheduler: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_NOISE_SCHEDULER))
     sample_scheduler: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SAMPLE_SCHEDULER))
 
