@@ -156,8 +156,8 @@ class Miva(nn.Module):
         if config.temporal_lora:
             for name, linear in temporal_lora_targets(unet).items():
                 temporal_lora[layer_key(name)] = LoraPair(linear.in_features, linear.out_features, config.lora_rank)
-        if config.implicit_time_cond and time_condition_dim(unet):
-            time_condition[TIME_CONDITION_KEY] = ImplicitTimeCondition(time_condition_dim(unet))
+        if config.implicit_time_cond and (cond_dim := time_condition_dim(unet)):
+            time_condition[TIME_CONDITION_KEY] = ImplicitTimeCondition(cond_dim)
         if not (cross_frame or implicit_prompt or temporal_lora or time_condition):
             raise ValueError(f"{type(unet).__name__} has no spatial attention or motion modules to adapt")
         miva = cls(config, cross_frame, implicit_prompt, temporal_lora, time_condition)

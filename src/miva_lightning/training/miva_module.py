@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +149,7 @@ class MivaModule(L.LightningModule):
         self.preview_seed = int(preview_seed)
         self.noise_init = noise_init
         self.strict_loading = False  # checkpoints carry the adapter only; on_load_checkpoint checks its keys
-        self.recent_losses: list[torch.Tensor] = []  # the last RECENT_LOSSES training losses (detached)
+        self.recent_losses: deque[torch.Tensor] = deque(maxlen=RECENT_LOSSES)  # detached training losses
 
     # ----------------------------------------------------------------- frozen base
     def frozen_modules(self) -> list[nn.Module]:
@@ -198,14 +199,14 @@ class MivaModule(L.LightningModule):
             high_noise_power=self.high_noise_power,
         )
         self.log("train/loss", loss, prog_bar=True, batch_size=video.shape[0])
-        self.recent_losses = self.recent_losses[-(RECENT_LOSSES - 1) :] + [loss.detach()]
+        self.recent_losses.append(loss.detach())
         return loss
 
     def recent_loss(self) -> float | None:
         """Mean of the last RECENT_LOSSES training losses (None before the first step)."""
         if not self.recent_losses:
             return None
-        return float(torch.stack(self.recent_losses).float().mean())
+        return float(torch.stack(list(self.recent_losses)).float().mean())
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.optimization
