@@ -7,6 +7,7 @@ from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
 from miva_lightning.sampling.noise_init import (
     NoiseInit,
+    as_noise_init,
     dct_matrix,
     finalize_latents,
     prepare_initial_latents,
@@ -136,6 +137,20 @@ def test_bad_options_give_clear_errors():
         prepare_initial_latents(torch.zeros(1, 4, 8, 8), 2, _ddim(), NoiseInit(first_frame_forward_t=1000))
     with pytest.raises(ValueError, match="b c h w"):
         prepare_initial_latents(torch.zeros(1, 4, 2, 8, 8), 2, _ddim())
+
+
+def test_options_from_a_mapping_equal_the_dataclass():
+    from omegaconf import OmegaConf
+
+    wanted = NoiseInit(first_frame_forward_t=975, dct_lowfreq_cutoff=0.23)
+    assert as_noise_init({"first_frame_forward_t": 975, "dct_lowfreq_cutoff": 0.23}) == wanted
+    assert as_noise_init(OmegaConf.create({"first_frame_forward_t": 975, "dct_lowfreq_cutoff": 0.23})) == wanted
+    assert as_noise_init(wanted) is wanted
+    assert as_noise_init(None) is None and as_noise_init({}) is None
+    with pytest.raises(ValueError, match="forward_t"):  # a typo names the valid keys
+        as_noise_init({"forward_t": 975})
+    with pytest.raises(TypeError, match="mapping"):
+        as_noise_init(975)
 
 
 def test_flow_matching_scheduler_plain_noise_and_clear_error_for_forward_t():

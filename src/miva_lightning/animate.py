@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from miva_lightning.backbones import Backbone
+from miva_lightning.sampling.noise_init import as_noise_init
 
 AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -139,6 +140,7 @@ def animate(
     `prompt` is for the base alone (MIVAs replace the text cross-attention, so text has no effect on them).
     `adapter_guidance` s > 1 extrapolates the adapters' effect: prediction = base + s (with MIVAs - base)
     (an extension, not in METHOD.md; it costs a second UNet pass per step).
+    `noise_init`: a `sampling.NoiseInit` or a dict of its fields, e.g. {"first_frame_forward_t": 975}.
     """
     adapters = check_adapter_weights(adapters)
     backbone = backbone or default_backbone()
@@ -179,6 +181,7 @@ def animate_batch(
     if first_frames.ndim != 4 or first_frames.shape[1] != 3:
         raise ValueError(f"first_frames must be `b 3 h w`, got shape {tuple(first_frames.shape)}")
     adapters = check_adapter_weights(adapters)
+    noise_init = as_noise_init(noise_init)
     device = next(backbone.unet.parameters()).device
     prompt_embeds = prompt_embeddings(backbone, prompt)
     if prompt_embeds is not None:

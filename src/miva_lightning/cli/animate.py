@@ -62,7 +62,6 @@ def pop_adapter_flags(argv: list[str]) -> tuple[list[str], list[str]]:
 def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
     from miva_lightning.animate import animate, write_outputs
     from miva_lightning.backbones import build_backbone
-    from miva_lightning.sampling.noise_init import NoiseInit
 
     adapters = [parse_adapter_spec(spec) for spec in list(cfg.adapters) + list(extra_adapters)]
     size = cfg.size if cfg.size is None or isinstance(cfg.size, int) else tuple(cfg.size)
@@ -74,7 +73,7 @@ def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
         num_frames=int(cfg.num_frames),
         steps=int(cfg.steps),
         seed=int(cfg.seed),
-        noise_init=NoiseInit(**cfg.noise_init) if cfg.noise_init else None,
+        noise_init=cfg.noise_init,
         lora_mode=cfg.lora_mode,
         size=size,
         prompt=cfg.prompt,

@@ -170,10 +170,10 @@ def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frame
 
 
 def sample_settings(cfg: DictConfig) -> dict[str, Any]:
-    from miva_lightning.sampling.noise_init import NoiseInit
+    from miva_lightning.sampling.noise_init import as_noise_init
 
     s = cfg.sample
-    noise_init = NoiseInit(**s.noise_init) if s.get("noise_init") else None
+    noise_init = as_noise_init(s.get("noise_init"))
     return {
         "num_frames": int(s.num_frames),
         "steps": int(s.steps),

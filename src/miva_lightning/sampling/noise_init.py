@@ -23,6 +23,7 @@ The sampler decides from which timestep the schedule starts; these functions onl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,22 @@ class NoiseInit:
                     "NoiseInit.dct_lowfreq_cutoff mixes the low frequencies of the forward-diffused first frame: "
                     "set first_frame_forward_t too (e.g. 975) or set dct_lowfreq_cutoff to null"
                 )
+
+
+def as_noise_init(value: NoiseInit | Mapping | None) -> NoiseInit | None:
+    """A `NoiseInit` from what users pass: None / {} (plain noise), a NoiseInit, or a mapping of its fields
+    (a Hydra/OmegaConf node or a dict such as {"first_frame_forward_t": 975})."""
+    if value is None or isinstance(value, NoiseInit):
+        return value
+    if isinstance(value, Mapping):
+        if not value:
+            return None
+        known = set(NoiseInit.__dataclass_fields__)
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"noise_init keys {unknown} unknown; use some of {sorted(known)}")
+        return NoiseInit(**value)
+    raise TypeError(f"noise_init must be None, a NoiseInit or a mapping of its fields, got {type(value).__name__}")
 
 
 def draw_noise(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from miva_lightning.backbones import Backbone
+from miva_lightning.sampling.noise_init import as_noise_init
 from miva_lightning.training.diffusion_loss import diffusion_loss
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -147,7 +148,7 @@ class MivaModule(L.LightningModule):
         self.preview_num_frames = preview_num_frames or int(backbone.config.get("num_frames", 8))
         self.preview_steps = int(preview_steps)
         self.preview_seed = int(preview_seed)
-        self.noise_init = noise_init
+        self.noise_init = as_noise_init(noise_init)
         self.strict_loading = False  # checkpoints carry the adapter only; on_load_checkpoint checks its keys
         self.recent_losses: deque[torch.Tensor] = deque(maxlen=RECENT_LOSSES)  # detached training losses
 
