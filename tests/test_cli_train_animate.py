@@ -89,6 +89,11 @@ def test_animate_frame_one_is_the_input_and_the_adapter_moves_the_video(tiny_bas
     miva, _ = load_miva(adapter, backbone.unet)
     from_object = animate(photo, adapters=[(miva, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1)
     torch.testing.assert_close(from_object, with_adapter)
+    # another scheduler by name and initial-noise options as a plain dict
+    other = animate(photo, adapters=[(adapter, 1.0)], backbone=backbone, num_frames=4, steps=2, seed=1,
+                    scheduler="dpmsolver++", noise_init={"shared_noise_ratio": 0.05})
+    torch.testing.assert_close(other[0], expected_first, atol=1e-5, rtol=0)
+    assert (other[1:] - with_adapter[1:]).abs().mean() > 1e-4
 
 
 @pytest.mark.parametrize(
@@ -172,7 +177,7 @@ def test_miva_train_then_miva_animate_from_the_command_line(tiny_base, tmp_path)
         "miva_lightning.cli.animate",
         [
             f"image={photo}", "--adapter", f"{adapter}:0.7", f"backbone.pretrained={tiny_base}", *TINY_BACKBONE,
-            "steps=2", f"out={tmp_path / 'anim' / 'photo'}", f"hydra.run.dir={tmp_path / 'anim_run'}",
+            "steps=2", "scheduler=euler", f"out={tmp_path / 'anim' / 'photo'}", f"hydra.run.dir={tmp_path / 'anim_run'}",
         ],  # fmt: skip
         tmp_path,
     )

@@ -134,6 +134,7 @@ def animate(
     guidance_scale: float = 1.0,
     progress: bool = False,
     adapter_guidance: float = 1.0,
+    scheduler: str | None = None,
 ) -> torch.Tensor:
     """Animate `image` with `adapters` [(path_or_Miva, weight), ...]; returns video `f c h w` in [0, 1].
 
@@ -141,13 +142,14 @@ def animate(
     `adapter_guidance` s > 1 extrapolates the adapters' effect: prediction = base + s (with MIVAs - base)
     (an extension, not in METHOD.md; it costs a second UNet pass per step).
     `noise_init`: a `sampling.NoiseInit` or a dict of its fields, e.g. {"first_frame_forward_t": 975}.
+    `scheduler`: None = the backbone's sampler (DDIM), or a name from `sampling.schedulers.SCHEDULERS`.
     """
     adapters = check_adapter_weights(adapters)
     backbone = backbone or default_backbone()
     first_frame = load_image(image, size or backbone_size(backbone))
     video = animate_batch(
         first_frame[None], adapters, backbone, num_frames, steps, seed, noise_init, lora_mode, prompt,
-        guidance_scale, progress, adapter_guidance,
+        guidance_scale, progress, adapter_guidance, scheduler,
     )  # fmt: skip
     return video[0]
 
@@ -166,6 +168,7 @@ def animate_batch(
     guidance_scale: float = 1.0,
     progress: bool = False,
     adapter_guidance: float = 1.0,
+    scheduler: str | None = None,
 ) -> torch.Tensor:
     """Animate first frames `b c h w` (already at the backbone's size) in one sampling loop -> `b f c h w`.
 
@@ -205,6 +208,7 @@ def animate_batch(
             generator=torch.Generator().manual_seed(int(seed)),
             noise_init=noise_init,
             progress=progress,
+            scheduler=scheduler,
         )
     finally:
         if handle is not None:

@@ -74,6 +74,7 @@ def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
         steps=int(cfg.steps),
         seed=int(cfg.seed),
         noise_init=cfg.noise_init,
+        scheduler=cfg.get("scheduler"),
         lora_mode=cfg.lora_mode,
         size=size,
         prompt=cfg.prompt,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from tqdm.auto import tqdm
 
 from miva_lightning.backbones.forward import unet_predict
 from miva_lightning.backbones.tokenizer import encode_prompts
 from miva_lightning.sampling.noise_init import NoiseInit, finalize_latents, prepare_initial_latents
+from miva_lightning.sampling.schedulers import build_scheduler
 
 
 def _with_clean_first(latents: torch.Tensor, first_latent: torch.Tensor) -> torch.Tensor:
@@ -30,12 +33,14 @@ def sample_video(
     noise_init: NoiseInit | None = None,
     progress: bool = True,
     negative_prompt_embeds: torch.Tensor | None = None,
+    scheduler: str | None = None,
 ) -> torch.Tensor:
     """Animate `first_frame` `b c h w` in [0, 1] into a video `b f c h w` in [0, 1].
 
     prompt_embeds `b L D` (None = the empty prompt). guidance_scale > 1 adds classifier-free guidance
-    against the empty prompt (or against `negative_prompt_embeds` `b L D` when given). The sampler is a fresh copy of `backbone.sample_scheduler` (DDIM by
-    default) per call; equal generators give equal videos.
+    against the empty prompt (or against `negative_prompt_embeds` `b L D` when given). Each call steps a
+    fresh scheduler: a copy of `backbone.sample_scheduler` (DDIM for tiny and AnimateDiff), or the one
+    named by `scheduler` (`sampling.schedulers.SCHEDULERS`). Equal generators give equal videos.
     """
     if first_frame.ndim != 4:
         raise ValueError(f"first_frame must be `b c h w` in [0, 1], got shape {tuple(first_frame.shape)}")
@@ -57,20 +62,25 @@ def sample_video(
             negative_prompt_embeds = _empty_prompt_embeds(backbone, b, device)
         prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds])
 
-    scheduler = type(backbone.sample_scheduler).from_config(backbone.sample_scheduler.config)
-    scheduler.set_timesteps(num_inference_steps, device=device)
-    latents = prepare_initial_latents(first_latent, num_frames, scheduler, noise_init, generator)
+    sched = build_scheduler(backbone.sample_scheduler, scheduler)
+    sched.set_timesteps(num_inference_steps, device=device)
+    latents = prepare_initial_latents(first_latent, num_frames, sched, noise_init, generator)
     latents = _with_clean_first(latents.to(device, dtype), first_latent)
+    # Stochastic schedulers (DDPM, Euler ancestral) draw from `generator`; deterministic ones take no such argument.
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
 
-    for t in tqdm(scheduler.timesteps, disable=not progress, desc="sampling", leave=False):
+    for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
         model_input = torch.cat([latents, latents]) if use_cfg else latents
         anchor = torch.cat([first_latent, first_latent]) if use_cfg else first_latent
         timesteps = t.expand(model_input.shape[0]).to(device)
-        prediction = unet_predict(backbone, scheduler.scale_model_input(model_input, t), timesteps, prompt_embeds, anchor)
+        # Frame 1 enters the UNet exactly as in training: clean and unscaled (Euler-type schedulers scale
+        # the whole input by 1 / sqrt(sigma^2 + 1); DDIM's scaling is the identity).
+        model_input = _with_clean_first(sched.scale_model_input(model_input, t), anchor)
+        prediction = unet_predict(backbone, model_input, timesteps, prompt_embeds, anchor)
         if use_cfg:
             uncond, cond = prediction.chunk(2)
             prediction = uncond + guidance_scale * (cond - uncond)
-        latents = scheduler.step(prediction, t, latents, generator=generator, return_dict=False)[0]
+        latents = sched.step(prediction, t, latents, return_dict=False, **step_kwargs)[0]
         latents = _with_clean_first(latents, first_latent)
 
     latents = finalize_latents(latents, first_latent, noise_init)
