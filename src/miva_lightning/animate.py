@@ -23,7 +23,6 @@ from PIL import Image
 from torch import nn
 
 from miva_lightning.backbones import Backbone
-from miva_lightning.sampling.noise_init import as_noise_init
 
 AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -184,7 +183,6 @@ def animate_batch(
     if first_frames.ndim != 4 or first_frames.shape[1] != 3:
         raise ValueError(f"first_frames must be `b 3 h w`, got shape {tuple(first_frames.shape)}")
     adapters = check_adapter_weights(adapters)
-    noise_init = as_noise_init(noise_init)
     device = next(backbone.unet.parameters()).device
     prompt_embeds = prompt_embeddings(backbone, prompt)
     if prompt_embeds is not None:

@@ -72,13 +72,11 @@ def training_dataset(datamodule) -> Dataset:
 
 def build_module(cfg: DictConfig, backbone):
     from miva_lightning.adapters import Miva, MivaConfig
-    from miva_lightning.sampling.noise_init import as_noise_init
     from miva_lightning.training.miva_module import MivaModule
 
     adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
     adapter_cfg.pop("lora_mode", None)  # an inference-time choice; training attaches one MIVA at weight 1
     miva = Miva.from_unet(backbone.unet, MivaConfig.from_dict(adapter_cfg))
-    noise_init = as_noise_init(cfg.get("noise_init"))
     return MivaModule(
         backbone,
         miva,
@@ -89,7 +87,7 @@ def build_module(cfg: DictConfig, backbone):
         preview_num_frames=int(cfg.preview.num_frames),
         preview_steps=int(cfg.preview.steps),
         preview_seed=int(cfg.preview.seed),
-        noise_init=noise_init,
+        noise_init=cfg.get("noise_init"),
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 import torch
 from tqdm.auto import tqdm
 
 from miva_lightning.backbones.forward import unet_predict
 from miva_lightning.backbones.tokenizer import encode_prompts
-from miva_lightning.sampling.noise_init import NoiseInit, finalize_latents, prepare_initial_latents
+from miva_lightning.sampling.noise_init import NoiseInit, as_noise_init, finalize_latents, prepare_initial_latents
 from miva_lightning.sampling.schedulers import build_scheduler
 
 
@@ -30,7 +31,7 @@ def sample_video(
     num_inference_steps: int = 25,
     guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
-    noise_init: NoiseInit | None = None,
+    noise_init: NoiseInit | Mapping | None = None,
     progress: bool = True,
     negative_prompt_embeds: torch.Tensor | None = None,
     scheduler: str | None = None,
@@ -41,7 +42,9 @@ def sample_video(
     against the empty prompt (or against `negative_prompt_embeds` `b L D` when given). Each call steps a
     fresh scheduler: a copy of `backbone.sample_scheduler` (DDIM for tiny and AnimateDiff), or the one
     named by `scheduler` (`sampling.schedulers.SCHEDULERS`). Equal generators give equal videos.
+    `noise_init`: a NoiseInit or a mapping of its fields (`as_noise_init`).
     """
+    noise_init = as_noise_init(noise_init)
     if first_frame.ndim != 4:
         raise ValueError(f"first_frame must be `b c h w` in [0, 1], got shape {tuple(first_frame.shape)}")
     if num_frames < 2:

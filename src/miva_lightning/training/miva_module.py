@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
