@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from miva_lightning.data.clip_sources import ClipEntry
 from miva_lightning.data.readers import VideoReadError
+from miva_lightning.data.readers.errors import unusable_clips_error
 from miva_lightning.data.readers.sampling import frames_needed, too_short
 from miva_lightning.data.transforms import resize_and_center_crop, to_float, to_uint8
 
@@ -51,19 +52,21 @@ class FewShotClipDataset(Dataset):
         self.num_frames, self.stride, self.height, self.width = num_frames, stride, height, width
         self.train, self.flip_p, self.seed, self.cache = train, flip_p, seed, cache
         self.read_options = dict(read_options or {})
+        self.on_error = on_error
         self.needed = frames_needed(num_frames, stride)
         self.entries: list[ClipEntry] = []
         self.frame_counts: list[int] = []
         self.cached: list[torch.Tensor] = []  # uint8 f c h w per clip, when caching
+        errors: list[VideoReadError] = []
         for entry in entries:
-            try:
-                self._admit(entry)
-            except VideoReadError as error:
-                if on_error == "raise":
-                    raise
-                warnings.warn(f"skipping clip: {error}", stacklevel=2)
+            checked = self.try_check(entry, errors)
+            if checked is not None:
+                self.add(entry, *checked)
+        self.raise_if_needed(errors)
 
-    def _admit(self, entry: ClipEntry) -> None:
+    def check(self, entry: ClipEntry) -> tuple[int, torch.Tensor | None]:
+        """Read `entry` as this dataset will: `(frames it has, uint8 video to cache or None)`.
+        Raises `VideoReadError` naming the file when it cannot be used."""
         if self.cache:
             video = entry.load(**self.read_options)
             total = video.shape[0]
@@ -71,10 +74,32 @@ class FewShotClipDataset(Dataset):
             total = entry.count(timeout_s=self.read_options.get("timeout_s", 60.0))
         if total < self.needed:
             raise too_short(entry.path, total, self.num_frames, self.stride, 0)
-        if self.cache:
-            self.cached.append(to_uint8(resize_and_center_crop(video, self.height, self.width)))
+        if not self.cache:  # count() decodes with PyAV: make sure the chosen backend reads it too
+            entry.load(num_frames=self.num_frames, stride=self.stride, **self.read_options)
+            return total, None
+        return total, to_uint8(resize_and_center_crop(video, self.height, self.width))
+
+    def try_check(self, entry: ClipEntry, errors: list[VideoReadError]) -> tuple[int, torch.Tensor | None] | None:
+        """`check(entry)`, or None after adding its error to `errors` (with a warning naming the
+        file when skipping)."""
+        try:
+            return self.check(entry)
+        except VideoReadError as error:
+            errors.append(error)
+            if self.on_error == "skip":
+                warnings.warn(f"skipping clip: {error}", stacklevel=3)
+            return None
+
+    def raise_if_needed(self, errors: list[VideoReadError]) -> None:
+        """With on_error='raise': one error naming every clip in `errors`."""
+        if errors and self.on_error == "raise":
+            raise unusable_clips_error(errors)
+
+    def add(self, entry: ClipEntry, total: int, video: torch.Tensor | None) -> None:
         self.entries.append(entry)
         self.frame_counts.append(total)
+        if video is not None:
+            self.cached.append(video)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,6 +119,64 @@ class FewShotClipDataset(Dataset):
         if flip:
             video = video.flip(-1)
         return {"video": video.contiguous(), "motion": entry.motion, "caption": entry.caption, "path": entry.path}
+
+
+def train_val_datasets(
+    candidates: dict[str, list[ClipEntry]],
+    max_clips: int | None,
+    val_fraction: float = 0.0,
+    num_val: int | None = None,
+    flip_p: float = 0.0,
+    on_error: str = "raise",
+    **options,
+) -> tuple[FewShotClipDataset, FewShotClipDataset]:
+    """Per motion, fill the validation split (`num_val` clips, else `round(val_fraction * clips)`)
+    and then the training split (at most `max_clips`) with usable clips, tried in `candidates`
+    order (a seeded shuffle, so the same seed picks the same clips).
+
+    Why clips are read while picking: taking `max_clips` names first and skipping the bad ones
+    afterwards silently trained on fewer clips although good ones were left over. Here the next
+    usable clip takes a bad one's place. With on_error="skip" each bad clip gets a warning naming
+    it, clips past those needed are never read, and a motion left short gets one warning saying
+    how many it found and why; with "raise" every clip is read and one error names all bad ones.
+    `options` go to both `FewShotClipDataset`s.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    train = FewShotClipDataset([], train=True, flip_p=flip_p, on_error=on_error, **options)
+    val = FewShotClipDataset([], train=False, flip_p=0.0, on_error=on_error, **options)
+    errors: list[VideoReadError] = []
+    for motion, clips in candidates.items():
+        n_val = num_val if num_val is not None else round(val_fraction * len(clips))
+        if n_val >= len(clips):
+            raise ValueError(f"motion {motion!r} has {len(clips)} clips, so num_val/val_fraction leaves none to train on; lower them")
+        n_train = len(clips) - n_val if max_clips is None else max_clips
+        slots = [val] * n_val + [train] * min(n_train, len(clips))  # filled in this order
+        bad_before = len(errors)
+        for entry in clips:
+            if not slots and on_error == "skip":
+                break  # enough usable clips: the rest are never read
+            checked = train.try_check(entry, errors)
+            if checked is not None and slots:
+                slots.pop(0).add(entry, *checked)
+        bad = len(errors) - bad_before
+        found = sum(entry.motion == motion for entry in train.entries)
+        if bad and on_error == "skip" and 0 < found < n_train:  # none: the error below says so
+            warnings.warn(
+                f"motion {motion!r}: found {found} usable training clips of the {n_train} wanted "
+                f"(max_clips={max_clips}{f', after {n_val} for validation' if n_val else ''}): {bad} of its "
+                f"{len(clips)} clips cannot be used (each named in a warning above); training goes on with "
+                f"{found}. Fix or replace those files to train on more.",
+                stacklevel=2,
+            )
+    train.raise_if_needed(errors)
+    for motion in candidates:
+        if not any(entry.motion == motion for entry in train.entries):
+            raise ValueError(
+                f"every training clip of motion {motion!r} was skipped as unreadable or too short "
+                "(see the warnings); fix the clips or lower num_frames/stride"
+            )
+    return train, val
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:

@@ -133,20 +133,11 @@ def _slice(video: torch.Tensor, num_frames: int | None = None, stride: int = 1, 
     return video[start:stop:stride]
 
 
-def split_train_val(
-    entries: list[ClipEntry], val_fraction: float, num_val: int | None, max_clips: int | None, seed: int
-) -> tuple[list[ClipEntry], list[ClipEntry]]:
-    """Split by clip, per motion, with a seeded shuffle: validation clips first (`num_val`, else
-    `round(val_fraction * clips)`), then at most `max_clips` training clips from the rest."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    train, val = [], []
-    for motion in dict.fromkeys(entry.motion for entry in entries):
-        clips = [entry for entry in entries if entry.motion == motion]
+def shuffled_by_motion(entries: list[ClipEntry], seed: int) -> dict[str, list[ClipEntry]]:
+    """Each motion's clips in a seeded order: the order in which the splits try them."""
+    by_motion: dict[str, list[ClipEntry]] = {}
+    for entry in entries:
+        by_motion.setdefault(entry.motion, []).append(entry)
+    for motion, clips in by_motion.items():
         random.Random(f"{seed}/{motion}").shuffle(clips)
-        n_val = num_val if num_val is not None else round(val_fraction * len(clips))
-        if n_val >= len(clips):
-            raise ValueError(f"motion {motion!r} has {len(clips)} clips, so num_val/val_fraction leaves none to train on; lower them")
-        val += clips[:n_val]
-        train += clips[n_val:][:max_clips] if max_clips is not None else clips[n_val:]
-    return train, val
+    return by_motion

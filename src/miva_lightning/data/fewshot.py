@@ -18,13 +18,13 @@ from typing import Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
-from miva_lightning.data.clip_dataset import EpochSampler, FewShotClipDataset
+from miva_lightning.data.clip_dataset import EpochSampler, FewShotClipDataset, train_val_datasets
 from miva_lightning.data.clip_sources import (
     ClipEntry,
     folder_clip_entries,
     motion_names,
     motion_world_clip_entries,
-    split_train_val,
+    shuffled_by_motion,
 )
 from miva_lightning.data.readers.sampling import OVERSIZE_CHOICES, frames_needed
 from miva_lightning.data.video_io import BACKENDS
@@ -65,9 +65,12 @@ class FewShotMotionDataModule(L.LightningDataModule):
     ):
         """`motion`: one name, a list, or None for every motion folder (folder source).
         `max_clips`: training clips per motion (taken after the validation clips are set
-        aside). `world_*`: the motion-world source renders `world_clips_per_motion` clips per
-        motion of `world_size` pixels (default: max(height, width)) and `world_num_frames`
-        frames (default: exactly what num_frames and stride need)."""
+        aside); both splits hold usable clips only. `on_error`: "raise" reads every clip and
+        raises one error naming all the bad ones; "skip" warns for each bad clip and takes the
+        next one in the seeded order instead (see `train_val_datasets`). `world_*`: the
+        motion-world source renders `world_clips_per_motion` clips per motion of `world_size`
+        pixels (default: max(height, width)) and `world_num_frames` frames (default: exactly
+        what num_frames and stride need)."""
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -92,8 +95,13 @@ class FewShotMotionDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         hp = self.hparams
-        train_entries, val_entries = split_train_val(self._entries(), hp.val_fraction, hp.num_val, hp.max_clips, hp.seed)
-        common = dict(
+        self.train_set, self.val_set = train_val_datasets(
+            shuffled_by_motion(self._entries(), hp.seed),
+            max_clips=hp.max_clips,
+            val_fraction=hp.val_fraction,
+            num_val=hp.num_val,
+            flip_p=hp.flip_p,
+            on_error=hp.on_error,
             num_frames=hp.num_frames,
             stride=hp.stride,
             height=hp.height,
@@ -103,11 +111,7 @@ class FewShotMotionDataModule(L.LightningDataModule):
             read_options=dict(
                 backend=hp.backend, max_pixels=hp.max_pixels, oversize=hp.oversize, timeout_s=hp.decode_timeout_s
             ),
-            on_error=hp.on_error,
         )
-        self.train_set = FewShotClipDataset(train_entries, train=True, flip_p=hp.flip_p, **common)
-        self.val_set = FewShotClipDataset(val_entries, train=False, flip_p=0.0, **common)
-        self._check_every_motion_kept(train_entries)
         log.info("few-shot data: %d training clips %s, %d validation clips", len(self.train_set), self.clip_paths("train"), len(self.val_set))
 
     def _entries(self) -> list[ClipEntry]:
@@ -122,15 +126,6 @@ class FewShotMotionDataModule(L.LightningDataModule):
             split=hp.world_split,
             seed=hp.seed,
         )
-
-    def _check_every_motion_kept(self, train_entries: list[ClipEntry]) -> None:
-        kept = {entry.motion for entry in self.train_set.entries}
-        for motion in dict.fromkeys(entry.motion for entry in train_entries):
-            if motion not in kept:
-                raise ValueError(
-                    f"every training clip of motion {motion!r} was skipped as unreadable or too short "
-                    "(see the warnings); fix the clips or lower num_frames/stride"
-                )
 
     def clip_paths(self, split: str = "train") -> list[str]:
         """Which clips each split uses (log them next to results)."""

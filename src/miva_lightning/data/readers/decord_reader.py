@@ -10,6 +10,8 @@ decord is optional (no wheels for some platforms): `decord_available()` says whe
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,7 +32,12 @@ def decord_available() -> bool:
 
 def count_frames_decord(path, timeout_s: float = 60.0) -> int:
     """The header's frame count as decord sees it (may be wrong; `count_frames` uses PyAV)."""
-    return _with_deadline(path, timeout_s, lambda: len(_open(path)))
+
+    def count() -> int:
+        with _decord_errors(path, "decord cannot read it"):
+            return len(_open(path))
+
+    return _with_deadline(path, timeout_s, count)
 
 
 def read_decord(
@@ -42,21 +49,18 @@ def read_decord(
     oversize: str = "downscale",
     timeout_s: float = 60.0,
 ) -> torch.Tensor:
-    import decord
-
     def read() -> np.ndarray:
-        reader = _open(path)
-        height, width = reader[0].shape[:2]
-        target = decode_size(path, height, width, max_pixels, oversize)
-        indices = frame_indices(path, len(reader), num_frames, stride, start)
-        try:
+        # every decord call can fail on a damaged file (the first frame included), not only opening
+        with _decord_errors(path, "decord failed to decode"):
+            reader = _open(path)
+            indices = frame_indices(path, len(reader), num_frames, stride, start)
+            height, width = reader[0].shape[:2]
+            target = decode_size(path, height, width, max_pixels, oversize)
             if target == (height, width):
                 return reader.get_batch(indices).asnumpy()  # numpy bridge: no global set_bridge state
             # decord's own resize (VideoReader(width=, height=)) fails on some sizes; shrink one
             # frame at a time so a huge clip never sits in memory at full size
             return np.stack([_shrink(reader[index].asnumpy(), target) for index in indices])
-        except decord.DECORDError as error:
-            raise VideoReadError(path, f"decord failed to decode ({str(error).splitlines()[0][:200]})") from error
 
     frames = _with_deadline(path, timeout_s, read)
     return uint8_to_float(frames)
@@ -69,10 +73,20 @@ def _shrink(frame: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 def _open(path):
     import decord
 
-    try:
+    with _decord_errors(path, "decord cannot open it"):
         return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except (decord.DECORDError, RuntimeError) as error:  # decord raises RuntimeError for some files
-        raise VideoReadError(path, f"decord cannot open it ({str(error).splitlines()[0][:200]})") from error
+
+
+@contextmanager
+def _decord_errors(path, what: str) -> Iterator[None]:
+    """decord raises DECORDError, RuntimeError (some files) or IndexError (no frames): name the file."""
+    import decord
+
+    try:
+        yield
+    except (decord.DECORDError, RuntimeError, IndexError) as error:
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise VideoReadError(path, f"{what} ({first_line})") from error
 
 
 def _with_deadline(path, timeout_s: float, work):

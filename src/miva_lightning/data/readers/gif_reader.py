@@ -11,16 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from einops import rearrange
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageSequence
 
-from miva_lightning.data.readers.errors import VideoReadError
-from miva_lightning.data.readers.images import pil_to_rgb_float
-from miva_lightning.data.readers.sampling import decode_size, frame_indices
+from miva_lightning.data.readers.images import pil_to_rgb_float, pillow_errors
+from miva_lightning.data.readers.sampling import decode_size, frame_indices, validate_sampling
 from miva_lightning.data.writer import GIF_COMMENT_PREFIX
 
 
 def count_frames_gif(path) -> int:
-    with _open(path) as image:
+    with pillow_errors(path, "not a readable GIF"), Image.open(path) as image:
         return len(_frame_sources(image))
 
 
@@ -32,7 +31,8 @@ def read_gif(
     max_pixels: int | None = None,
     oversize: str = "downscale",
 ) -> torch.Tensor:
-    with _open(path) as image:
+    validate_sampling(num_frames, stride, start)  # before the block below: its ValueError is no damaged file
+    with pillow_errors(path, "not a readable GIF"), Image.open(path) as image:
         size = decode_size(path, image.height, image.width, max_pixels, oversize)
         sources = _frame_sources(image)
         indices = frame_indices(path, len(sources), num_frames, stride, start)
@@ -45,13 +45,6 @@ def read_gif(
                 decoded[stored] = pil_to_rgb_float(image, size)
             frames.append(decoded[stored])
     return rearrange(torch.from_numpy(np.stack(frames)), "f h w c -> f c h w")
-
-
-def _open(path) -> Image.Image:
-    try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError) as error:
-        raise VideoReadError(path, f"not a readable GIF ({error}); re-export it or remove it") from error
 
 
 def _frame_sources(image: Image.Image) -> list[int]:

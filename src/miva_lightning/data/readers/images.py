@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 from PIL import Image
 
+from miva_lightning.data.readers.errors import VideoReadError
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+# What Pillow raises on damaged files: not only OSError (a truncated GIF raises IndexError from
+# inside Pillow, a broken PNG chunk SyntaxError, a huge one DecompressionBombError).
+PILLOW_ERRORS = (
+    OSError, EOFError, SyntaxError, IndexError, KeyError, ValueError, struct.error, zlib.error,
+    Image.DecompressionBombError,
+)
+
+
+@contextmanager
+def pillow_errors(path, what: str) -> Iterator[None]:
+    """Turn any Pillow failure inside the block into a `VideoReadError` naming `path`."""
+    try:
+        yield
+    except VideoReadError:  # already names its file (and is a ValueError: keep it as it is)
+        raise
+    except PILLOW_ERRORS as error:
+        raise VideoReadError(path, f"{what} ({type(error).__name__}: {error}); replace or remove it") from error
 
 
 def pil_to_rgb_float(image: Image.Image, size_hw: tuple[int, int] | None = None) -> np.ndarray:

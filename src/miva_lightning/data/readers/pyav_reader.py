@@ -43,7 +43,12 @@ def read_pyav(
             total = index + 1
             if index < start or (index - start) % stride:
                 continue
-            kept.append(_to_rgb_uint8(path, frame, max_pixels, oversize))
+            try:
+                kept.append(_to_rgb_uint8(path, frame, max_pixels, oversize))
+            except VideoReadError:  # too large: already says what to change
+                raise
+            except (av.FFmpegError, ValueError) as error:  # an odd pixel format or a broken frame
+                raise VideoReadError(path, f"frame {index} cannot be converted to RGB ({error}); re-encode it (e.g. to H.264 .mp4) or remove it") from error
             if num_frames is not None and len(kept) == num_frames:
                 break
     if not kept or (num_frames is not None and len(kept) < num_frames):
