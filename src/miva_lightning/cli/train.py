@@ -99,12 +99,11 @@ def base_identity_of(backbone) -> Any:
 
 def train_miva(cfg: DictConfig) -> dict[str, Any]:
     """Train and export one MIVA as `cfg` says; returns {adapter_path, train_time_s, steps, run_dir, ...}."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from miva_lightning.adapters import save_miva
     from miva_lightning.backbones import build_backbone
     from miva_lightning.callbacks.previews import MivaPreviews
     from miva_lightning.data.clip_dataset import FewShotClipDataset
+    from miva_lightning.training.checkpoints import CHECKPOINT_DIR, MIVA_KEYS, resolve_resume, step_checkpoints
     from miva_lightning.training.resumable_batches import BatchPosition, StepKeyedBatches
     from miva_lightning.utils import peak_rss_mb
     from miva_lightning.utils.lightning_setup import build_trainer
@@ -130,13 +129,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
         batch_size=int(cfg.preview.batch_size),
         generator=torch.Generator().manual_seed(0),  # iterating must not consume the global torch RNG
     )
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="step_{step:06d}",
-        every_n_train_steps=int(cfg.checkpoint.every_n_steps),
-        save_top_k=int(cfg.checkpoint.keep),
-        save_last=True,
-        auto_insert_metric_name=False,
+    checkpoints = step_checkpoints(
+        run_dir / CHECKPOINT_DIR, every_n_steps=int(cfg.checkpoint.every_n_steps), keep=int(cfg.checkpoint.keep)
     )
     preview_writer = MivaPreviews(
         dirpath=str(run_dir / "previews"), formats=list(cfg.preview.formats), fps=float(cfg.preview.fps)
@@ -144,7 +138,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, extra_callbacks=[BatchPosition(batches), checkpoints, preview_writer])
 
     started = time.perf_counter()
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=previews, ckpt_path=cfg.get("resume_from"))
+    resume = resolve_resume(cfg.get("resume_from"), run_dir, MIVA_KEYS)  # null | auto | a run folder | a .ckpt
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=previews, ckpt_path=resume)
     train_time_s = time.perf_counter() - started
     final_loss = module.recent_loss()
     if cfg.preview.at_end and trainer.global_step % int(cfg.preview.every_n_steps) != 0:
