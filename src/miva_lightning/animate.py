@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from miva_lightning.backbones import Backbone
+from miva_lightning.inputs import InputError, InputFileNotFoundError, check_adapter_file, check_adapter_weight
 
 AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -49,12 +50,12 @@ def load_image(image: ImageSource, size: int | tuple[int, int]) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
-            raise FileNotFoundError(f"input image {path} does not exist")
+            raise InputFileNotFoundError(f"input image {path} does not exist (pass a PNG/JPG file)")
         try:
             with Image.open(path) as opened:
                 pixels = torch.from_numpy(pil_to_rgb_float(opened)).permute(2, 0, 1)
         except Image.UnidentifiedImageError as error:
-            raise ValueError(f"{path} is not an image Pillow can read (use PNG or JPG)") from error
+            raise InputError(f"{path} is not an image Pillow can read (use PNG or JPG)") from error
     elif isinstance(image, Image.Image):
         pixels = torch.from_numpy(pil_to_rgb_float(image)).permute(2, 0, 1)
     elif isinstance(image, np.ndarray):
@@ -73,26 +74,17 @@ def load_image(image: ImageSource, size: int | tuple[int, int]) -> torch.Tensor:
 
 
 def check_adapter_weights(adapters: Sequence[tuple[AdapterSource, float]]) -> list[tuple[AdapterSource, float]]:
-    """Refuse NaN / infinite / negative weights and missing files before any model work starts."""
+    """Refuse NaN / infinite / negative / non-numeric weights and missing, pickled, truncated or non-MIVA
+    files (`inputs.InputError`) before any model work starts."""
     checked = []
     for index, item in enumerate(adapters):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"adapter #{index} must be a (path_or_Miva, weight) pair, got {item!r}")
+            raise InputError(f"adapter #{index} must be a (path_or_Miva, weight) pair, got {item!r}")
         source, weight = item
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ValueError(f"adapter #{index} weight {weight!r} is not a number") from None
-        if not math.isfinite(weight):
-            raise ValueError(f"adapter #{index} ({source}) has weight {weight}: use a finite number >= 0")
-        if weight < 0:
-            raise ValueError(f"adapter #{index} ({source}) has negative weight {weight}: weights must be >= 0")
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(f"adapter file {path} does not exist (expected a MIVA .safetensors file)")
-            if path.suffix != ".safetensors":
-                raise ValueError(f"adapter file {path} must be a .safetensors file written by miva-train")
+        is_path = isinstance(source, (str, os.PathLike))
+        weight = check_adapter_weight(weight, source if is_path else f"#{index}")
+        if is_path:
+            check_adapter_file(source)
         checked.append((source, weight))
     return checked
 

@@ -1,5 +1,9 @@
 """MIVA files: safetensors only (no pickles), with the config and the identity of the base UNet the
-adapter was trained on in the file's metadata, written atomically."""
+adapter was trained on in the file's metadata, written atomically.
+
+A file that cannot be used (missing, a pickle, not a MIVA, made for another base) raises
+`inputs.InputError` (a ValueError), which the command-line tools print as one line. `inputs.check_adapter_file`
+runs the header checks without torch, before any model is built."""
 
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from miva_lightning.adapters.miva import Miva, MivaConfig, check_fits
+from miva_lightning.inputs import MIVA_FORMAT, MIVA_FORMAT_VERSION, MIVA_METADATA_KEY, InputError, InputFileNotFoundError
 from miva_lightning.utils import atomic_path, tensor_fingerprint
 
-FORMAT = "miva"
-FORMAT_VERSION = 1
-METADATA_KEY = "miva"
+FORMAT = MIVA_FORMAT  # "miva"
+FORMAT_VERSION = MIVA_FORMAT_VERSION  # 1
+METADATA_KEY = MIVA_METADATA_KEY  # "miva"
 
 
 def base_named_tensors(unet: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -39,7 +44,7 @@ def save_miva(path: str | Path, miva: Miva, base_identity: dict[str, Any]) -> Pa
     """Write `miva` to `path` (must end in .safetensors); metadata = JSON of config + base identity."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"MIVA files are safetensors only: name the file '*.safetensors', not '{path.name}'")
+        raise InputError(f"MIVA files are safetensors only: name the file '*.safetensors', not '{path.name}'")
     if "fingerprint" not in base_identity:
         raise ValueError("base_identity needs a 'fingerprint' (use adapters.io.base_identity(unet, name))")
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in miva.state_dict().items()}
@@ -63,7 +68,7 @@ def load_miva(
     is the base the adapter was trained on (fingerprint; `strict_base=False` only warns)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no MIVA file at '{path}'")
+        raise InputFileNotFoundError(f"no MIVA file at '{path}'")
     tensors, metadata = _read_safetensors(path)
     _check_finite(tensors, str(path))
     config_values = dict(metadata["config"])
@@ -73,14 +78,17 @@ def load_miva(
     try:
         miva = Miva.from_shapes(config, shapes)
     except KeyError as error:
-        raise ValueError(f"'{path}' {error.args[0]}") from error
+        raise InputError(f"'{path}' {error.args[0]}") from error
     expected = set(miva.state_dict())
     unknown, missing = sorted(set(tensors) - expected), sorted(expected - set(tensors))
     if unknown or missing:
-        raise ValueError(f"'{path}' has unknown tensors {unknown[:4]} and lacks {missing[:4]}: not a MIVA of this version")
+        raise InputError(f"'{path}' has unknown tensors {unknown[:4]} and lacks {missing[:4]}: not a MIVA of this version")
     _check_components(config, miva, path)
     if unet is not None:
-        check_fits(miva, unet)
+        try:
+            check_fits(miva, unet)
+        except ValueError as error:
+            raise InputError(f"'{path}': {error}") from error
         _check_base(path, metadata.get("base", {}), unet, strict_base)
     miva.load_state_dict(tensors, strict=True)
     if unet is not None:
@@ -92,18 +100,18 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head[:1] == b"\x80" or head == b"PK":
-        raise ValueError(f"'{path}' is a pickle / torch.save file: MIVA files are safetensors only (pickles can run code)")
+        raise InputError(f"'{path}' is a pickle / torch.save file: MIVA files are safetensors only (pickles can run code)")
     try:
         with safe_open(str(path), framework="pt") as reader:
             raw = reader.metadata() or {}
             tensors = {key: reader.get_tensor(key) for key in reader.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"'{path}' is not a readable safetensors file: {error}") from error
+        raise InputError(f"'{path}' is not a readable safetensors file: {error}") from error
     if METADATA_KEY not in raw:
-        raise ValueError(f"'{path}' is a safetensors file but not a MIVA (no '{METADATA_KEY}' metadata)")
+        raise InputError(f"'{path}' is a safetensors file but not a MIVA (no '{METADATA_KEY}' metadata)")
     metadata = json.loads(raw[METADATA_KEY])
     if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"'{path}' has format {metadata.get('format')} v{metadata.get('format_version')}; "
             f"this code reads {FORMAT} v{FORMAT_VERSION}"
         )
@@ -113,7 +121,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 def _check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
     for key, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise ValueError(f"MIVA tensor '{key}' in {where} contains NaN or inf: the adapter diverged; use an earlier checkpoint")
+            raise InputError(f"MIVA tensor '{key}' in {where} contains NaN or inf: the adapter diverged; use an earlier checkpoint")
 
 
 def _check_components(config: MivaConfig, miva: Miva, path: Path) -> None:
@@ -124,10 +132,10 @@ def _check_components(config: MivaConfig, miva: Miva, path: Path) -> None:
     ):
         present = len(getattr(miva, part)) > 0
         if present != enabled:
-            raise ValueError(f"'{path}': config says {part}={enabled} but the file {'has' if present else 'lacks'} its tensors")
+            raise InputError(f"'{path}': config says {part}={enabled} but the file {'has' if present else 'lacks'} its tensors")
     # enabled without tensors is fine here: the base the adapter was trained on had no time-condition route
     if len(miva.time_condition) and not config.implicit_time_cond:
-        raise ValueError(f"'{path}': config says implicit_time_cond=False but the file has its tensors")
+        raise InputError(f"'{path}': config says implicit_time_cond=False but the file has its tensors")
 
 
 def _check_base(path: Path, recorded: dict[str, Any], unet: nn.Module, strict: bool) -> None:
@@ -140,5 +148,5 @@ def _check_base(path: Path, recorded: dict[str, Any], unet: nn.Module, strict: b
         "to use the adapter anyway."
     )
     if strict:
-        raise ValueError(message)
+        raise InputError(message)
     warnings.warn(message, stacklevel=3)

@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from miva_lightning.cli_errors import report_input_errors, run_cli
 from miva_lightning.config import CONFIG_DIR
+from miva_lightning.inputs import InputError, check_animate_config, parse_adapter_spec
 
 _FLAG_ADAPTERS: list[str] = []  # filled from `--adapter` flags before Hydra parses the rest
 
-
-def parse_adapter_spec(spec: Any) -> tuple[str, float]:
-    """`path[:weight]` or {path, weight} -> (path, weight). The weight is checked later (NaN, < 0)."""
-    if isinstance(spec, dict) or OmegaConf.is_dict(spec):
-        if "path" not in spec:
-            raise ValueError(f"adapter entry {dict(spec)} needs a `path` (and optionally a `weight`)")
-        return str(spec["path"]), _as_weight(spec.get("weight", 1.0), spec)
-    text = str(spec)
-    path, sep, weight = text.rpartition(":")
-    if not sep or "/" in weight or "\\" in weight:  # no weight given (or the colon belongs to the path)
-        return text, 1.0
-    return path, _as_weight(weight, text)
-
-
-def _as_weight(value: Any, spec: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"adapter {spec!r}: weight {value!r} is not a number (use PATH:WEIGHT, e.g. a.safetensors:0.7)") from None
+__all__ = ["parse_adapter_spec", "pop_adapter_flags", "run_animate", "main"]
 
 
 def pop_adapter_flags(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -47,7 +30,7 @@ def pop_adapter_flags(argv: list[str]) -> tuple[list[str], list[str]]:
         arg = argv[index]
         if arg == "--adapter":
             if index + 1 >= len(argv):
-                raise SystemExit("--adapter needs a value: --adapter path.safetensors:WEIGHT")
+                raise InputError("--adapter needs a value: --adapter path.safetensors:WEIGHT")
             specs.append(argv[index + 1])
             index += 2
             continue
@@ -60,10 +43,11 @@ def pop_adapter_flags(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
+    adapters = check_animate_config(cfg, extra_adapters)  # before torch is imported or a model is built
+
     from miva_lightning.animate import animate, write_outputs
     from miva_lightning.backbones import build_backbone
 
-    adapters = [parse_adapter_spec(spec) for spec in list(cfg.adapters) + list(extra_adapters)]
     size = cfg.size if cfg.size is None or isinstance(cfg.size, int) else tuple(cfg.size)
     backbone = build_backbone(cfg.backbone)
     video = animate(
@@ -87,15 +71,19 @@ def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="animate")
+@report_input_errors
 def _hydra_main(cfg: DictConfig) -> None:
     for path in run_animate(cfg, _FLAG_ADAPTERS):
         print(f"wrote {path}")
 
 
 def main() -> None:
-    sys.argv[1:], specs = pop_adapter_flags(sys.argv[1:])
-    _FLAG_ADAPTERS[:] = specs
-    _hydra_main()
+    def entry() -> None:
+        sys.argv[1:], specs = pop_adapter_flags(sys.argv[1:])
+        _FLAG_ADAPTERS[:] = specs
+        _hydra_main()
+
+    run_cli(entry)
 
 
 if __name__ == "__main__":

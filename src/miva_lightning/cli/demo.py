@@ -22,16 +22,20 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from miva_lightning.cli_errors import run_cli
 from miva_lightning.config import compose
+from miva_lightning.inputs import InputError, world_motion_names
+
+if TYPE_CHECKING:  # torch is imported where used: bad input is reported before it loads
+    import torch
 
 
 def chosen_motions(cfg: DictConfig) -> list[str]:
-    from miva_lightning.world import NOVEL_MOTIONS
+    NOVEL_MOTIONS = world_motion_names("NOVEL_MOTIONS")  # miva_lightning.world's, without importing torch
 
     choice = cfg.motions
     if choice == "default":
@@ -44,18 +48,18 @@ def chosen_motions(cfg: DictConfig) -> list[str]:
         motions = list(choice)
     unknown = [m for m in motions if m not in NOVEL_MOTIONS]
     if unknown:
-        raise ValueError(f"motions {unknown} are not novel world motions; use default, all or some of {list(NOVEL_MOTIONS)}")
+        raise InputError(f"motions {unknown} are not novel world motions; use default, all or some of {list(NOVEL_MOTIONS)}")
     return motions
 
 
 def chosen_controls(cfg: DictConfig) -> list[str]:
     """Base motions trained exactly like the novel ones: can a MIVA evoke a motion the base already knows?"""
-    from miva_lightning.world import BASE_MOTIONS
+    BASE_MOTIONS = world_motion_names("BASE_MOTIONS")
 
     controls = list(cfg.get("controls") or [])
     unknown = [m for m in controls if m not in BASE_MOTIONS or m == "static"]
     if unknown:
-        raise ValueError(f"controls {unknown} are not moving base motions; choose from {list(BASE_MOTIONS[1:])}")
+        raise InputError(f"controls {unknown} are not moving base motions; choose from {list(BASE_MOTIONS[1:])}")
     return controls
 
 
@@ -191,6 +195,8 @@ def photo_paths(cfg: DictConfig) -> list[Path]:
 
 def evaluate_photos(cfg: DictConfig, backbone, adapters: Sequence[tuple[str, float]], folder: Path) -> dict[str, Any]:
     """Animate every photograph (one batch); report the judged motion and first-frame PSNR of each."""
+    import torch
+
     from miva_lightning.animate import animate_batch, backbone_size, load_image, write_outputs
     from miva_lightning.motion import classify_motion
 
@@ -248,7 +254,7 @@ def evaluate_combination(cfg: DictConfig, backbone, adapters: dict[str, Path], f
 
     motions, weights = list(cfg.combine.motions), [float(w) for w in cfg.combine.weights]
     if len(motions) != 2 or len(weights) != 2:
-        raise ValueError(f"combine.motions and combine.weights need two entries each, got {motions} / {weights}")
+        raise InputError(f"combine.motions and combine.weights need two entries each, got {motions} / {weights}")
     if any(m not in adapters for m in motions):
         print(f"multi-adapter step skipped: {motions} were not all trained in this run", flush=True)
         return None
@@ -289,14 +295,16 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def run_demo(cfg: DictConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    motions, controls = chosen_motions(cfg), chosen_controls(cfg)  # bad choices: one line, before any model
+    import torch
+
     from miva_lightning.animate import backbone_size
     from miva_lightning.utils import atomic_write_json, config_hash
     from miva_lightning.world import heldout_first_frames
 
-    started = time.perf_counter()
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    motions = chosen_motions(cfg)
     backbone = load_or_pretrain_base(cfg)
     height, _ = backbone_size(backbone)
     frames = heldout_first_frames(int(cfg.n_eval), size=height, seed=int(cfg.eval_seed))
@@ -311,7 +319,6 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         "base": {"name": backbone.name, "folder": backbone.config.get("pretrained_dir")},
         "judge": "miva_lightning.motion.classify_motion (Farneback flow, rule-based; invalid/other never correct)",
     }
-    controls = chosen_controls(cfg)
     if controls:
         results["controls"] = {}
     adapters: dict[str, Path] = {}
@@ -341,4 +348,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # input errors (unknown motions, misspelled keys): one line and exit code 2

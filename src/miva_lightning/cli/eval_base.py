@@ -6,16 +6,21 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from miva_lightning.backbones.factory import build_backbone
+from miva_lightning.cli_errors import report_input_errors, run_cli
 from miva_lightning.config import CONFIG_DIR
-from miva_lightning.training.base_eval import evaluate_base, motion_table
-from miva_lightning.utils import atomic_write_json, peak_rss_mb
+from miva_lightning.inputs import check_base_eval_config
 
 
 def run(cfg: DictConfig) -> dict:
+    check_base_eval_config(cfg)  # the saved base exists, sane numbers: before torch and the model load
+    import torch
+
+    from miva_lightning.backbones.factory import build_backbone
+    from miva_lightning.training.base_eval import evaluate_base, motion_table
+    from miva_lightning.utils import atomic_write_json, peak_rss_mb
+
     torch.set_num_threads(int(cfg.num_threads))
     start = time.time()
     backbone = build_backbone(cfg.backbone)
@@ -46,8 +51,13 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="eval_base", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@report_input_errors
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def main() -> None:
+    run_cli(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,17 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import hydra
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from miva_lightning.cli_errors import report_input_errors, run_cli
 from miva_lightning.config import CONFIG_DIR
-from miva_lightning.metrics.registry import build_metrics, describe_metric
-from miva_lightning.utils import atomic_write_json, atomic_write_text, config_hash, peak_rss_mb
+from miva_lightning.inputs import InputError, InputFileNotFoundError, check_eval_config
+
+if TYPE_CHECKING:  # torch and the metrics are imported where used: bad input is reported before they load
+    import torch
 
 
 def _video_io():
@@ -39,6 +40,7 @@ def _video_io():
     except ImportError:  # pragma: no cover - only before data.video_io existed
         import av
         import numpy as np
+        import torch
 
         def read_video(path, num_frames=None, stride=1, **_):
             with av.open(str(path)) as container:
@@ -52,16 +54,19 @@ def _video_io():
 def list_clips(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"clip folder {folder} does not exist; pass an existing folder of videos")
+        raise InputFileNotFoundError(f"clip folder {folder} does not exist; pass an existing folder of videos")
     is_clip_path, _ = _video_io()
     clips = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and is_clip_path(p))
     if not clips:
-        raise FileNotFoundError(f"no clips (video files, GIFs or frame folders) in {folder}")
+        raise InputFileNotFoundError(f"no clips (video files, GIFs or frame folders) in {folder}")
     return clips
 
 
 def load_clips(paths: list[Path], num_frames: int, stride: int, resolution: int | None) -> torch.Tensor:
     """All clips as `n f c h w` in [0, 1]; sizes must agree unless `resolution` resizes them."""
+    import torch
+    import torch.nn.functional as F
+
     _, read_video = _video_io()
     videos = []
     for path in paths:
@@ -71,7 +76,7 @@ def load_clips(paths: list[Path], num_frames: int, stride: int, resolution: int 
         videos.append(video.clamp(0, 1))
     shapes = {tuple(v.shape) for v in videos}
     if len(shapes) > 1:
-        raise ValueError(f"clips differ in shape {sorted(shapes)}; set resolution=<size> to resize them all")
+        raise InputError(f"clips differ in shape {sorted(shapes)}; set resolution=<size> to resize them all")
     return torch.stack(videos)
 
 
@@ -80,7 +85,7 @@ def load_prompts(paths: list[Path], prompts_file: str | None) -> list[str] | Non
         table = json.loads(Path(prompts_file).read_text())
         missing = [p.stem for p in paths if p.stem not in table]
         if missing:
-            raise KeyError(f"{prompts_file} has no prompt for {missing[:5]}; add entries keyed by file stem")
+            raise InputError(f"{prompts_file} has no prompt for {missing[:5]}; add entries keyed by file stem")
         return [table[p.stem] for p in paths]
     sidecars = [p.with_suffix(".txt") for p in paths]
     if all(s.is_file() for s in sidecars):
@@ -92,13 +97,15 @@ def load_images(paths: list[Path], images_dir: str | None, size: tuple[int, int]
     if not images_dir:
         return None
     import numpy as np
+    import torch
+    import torch.nn.functional as F
     from PIL import Image
 
     images = []
     for path in paths:
         image_path = Path(images_dir) / f"{path.stem}.png"
         if not image_path.is_file():
-            raise FileNotFoundError(f"no input image {image_path} for {path.name}; name images <video stem>.png")
+            raise InputFileNotFoundError(f"no input image {image_path} for {path.name}; name images <video stem>.png")
         array = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 255
         image = torch.from_numpy(array).permute(2, 0, 1)[None]
         images.append(F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)[0])
@@ -124,6 +131,9 @@ def evaluate_folders(
     motion: str | None = None,
 ) -> dict[str, Any]:
     """Score the folders; returns the report (also what `miva-eval` writes as JSON)."""
+    from miva_lightning.metrics.registry import build_metrics, describe_metric
+    from miva_lightning.utils import peak_rss_mb
+
     started = time.perf_counter()
     generated_paths, reference_paths = list_clips(generated_dir), list_clips(reference_dir)
     generated = load_clips(generated_paths, num_frames, stride, resolution)
@@ -199,9 +209,12 @@ def report_csv(report: dict[str, Any]) -> str:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as configured and write `<output>.json` and `<output>.csv`."""
+    check_eval_config(cfg)  # folders, files and numbers, before torch and the feature networks load
+    from miva_lightning.utils import atomic_write_json, atomic_write_text, config_hash
+
     metrics = OmegaConf.to_container(cfg.metrics, resolve=True) or {}
     if not metrics:
-        raise ValueError("no metrics requested; pass e.g. metrics=default or +metrics.fd_randproj=null")
+        raise InputError("no metrics requested; pass e.g. metrics=default or +metrics.fd_randproj=null")
     report = evaluate_folders(
         cfg.generated_dir, cfg.reference_dir, metrics, num_frames=cfg.num_frames, stride=cfg.stride,
         resolution=cfg.resolution, prompts=cfg.prompts, images_dir=cfg.images_dir, batch_size=cfg.batch_size,
@@ -221,7 +234,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@report_input_errors
+def _hydra_main(cfg: DictConfig) -> None:
     report = run(cfg)
     for name, row in report["metrics"].items():
         value = "nan" if row["value"] is None else f"{row['value']:.4f}"
@@ -229,6 +243,10 @@ def main(cfg: DictConfig) -> None:
         print(f"{name:28s} {value}{reason}")
     print(f"n_reference={report['n_reference']} n_generated={report['n_generated']} frames={report['num_frames']} "
           f"size={report['resolution_hw']} -> {Path(cfg.output).with_suffix('.json')}")  # fmt: skip
+
+
+def main() -> None:
+    run_cli(_hydra_main)
 
 
 if __name__ == "__main__":

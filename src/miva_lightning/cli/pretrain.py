@@ -12,21 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
-from miva_lightning.backbones.factory import base_index_path
-from miva_lightning.backbones.tiny import read_recipe, save_tiny_backbone, verify_checksums
+from miva_lightning.cli_errors import report_input_errors, run_cli
 from miva_lightning.config import CONFIG_DIR
-from miva_lightning.training.base_eval import evaluate_base, motion_table
-from miva_lightning.training.pretrain_module import PretrainModule, TrainingBudget
-from miva_lightning.utils import atomic_write_json, config_hash, peak_rss_mb
-from miva_lightning.utils.lightning_setup import build_trainer
-from miva_lightning.world import BASE_MOTIONS, MotionWorldStream
+from miva_lightning.inputs import check_pretrain_config
 
+# torch, lightning and the model code are imported where used: bad input is reported before they load.
 PATH_KEYS = ("pretrained", "artifacts_dir")
+
+
+def __getattr__(name: str) -> Any:  # `pretrain.BASE_MOTIONS`, imported on first use
+    if name == "BASE_MOTIONS":
+        from miva_lightning.world import BASE_MOTIONS
+
+        return BASE_MOTIONS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
@@ -43,6 +44,8 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 def base_folder(cfg: DictConfig) -> tuple[Path, str]:
+    from miva_lightning.utils.hashing import config_hash
+
     digest = config_hash(identity(cfg))
     return Path(cfg.paths.artifacts) / "base" / f"{cfg.backbone.name}-{digest}", digest
 
@@ -66,6 +69,17 @@ def results_record(recipe: dict) -> dict:
 
 
 def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from miva_lightning.backbones.tiny import save_tiny_backbone
+    from miva_lightning.training.base_eval import evaluate_base
+    from miva_lightning.training.pretrain_module import PretrainModule, TrainingBudget
+    from miva_lightning.utils import peak_rss_mb
+    from miva_lightning.utils.lightning_setup import build_trainer
+    from miva_lightning.world import BASE_MOTIONS, MotionWorldStream
+
     start = time.time()
     L.seed_everything(cfg.seed, workers=True)
     module = PretrainModule(OmegaConf.to_container(cfg.backbone, resolve=True), OmegaConf.to_container(cfg.recipe))
@@ -119,6 +133,14 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    check_pretrain_config(cfg)  # obviously wrong numbers: one line, before torch and the model load
+    import torch
+
+    from miva_lightning.backbones.factory import base_index_path
+    from miva_lightning.backbones.tiny import read_recipe, verify_checksums
+    from miva_lightning.training.base_eval import motion_table
+    from miva_lightning.utils import atomic_write_json
+
     torch.set_num_threads(int(cfg.num_threads))
     folder, digest = base_folder(cfg)
     if folder.exists() and not cfg.force:
@@ -138,8 +160,13 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="pretrain", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@report_input_errors
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def main() -> None:
+    run_cli(_hydra_main)
 
 
 if __name__ == "__main__":

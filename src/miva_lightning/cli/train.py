@@ -14,19 +14,22 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
 
+from miva_lightning.cli_errors import report_input_errors, run_cli
 from miva_lightning.config import CONFIG_DIR
+from miva_lightning.inputs import check_train_config
+
+if TYPE_CHECKING:  # torch/lightning are imported where used: bad input is reported before they load
+    import torch
+    from torch.utils.data import Dataset
 
 
-class FirstFrames(Dataset):
-    """Preview inputs: `{"first_frame": c h w}` items."""
+class FirstFrames:
+    """Preview inputs: `{"first_frame": c h w}` items (a map-style dataset for DataLoader)."""
 
     def __init__(self, frames: torch.Tensor):
         self.frames = frames
@@ -41,6 +44,8 @@ class FirstFrames(Dataset):
 def preview_first_frames(cfg: DictConfig, height: int, width: int) -> torch.Tensor:
     """Held-out first frames of the procedural world, plus any images listed in `preview.images`, at the
     training size (world frames are rendered square and centre-cropped for other aspect ratios)."""
+    import torch
+
     from miva_lightning.animate import load_image
     from miva_lightning.data.transforms import resize_and_center_crop
     from miva_lightning.world import heldout_first_frames
@@ -99,6 +104,11 @@ def base_identity_of(backbone) -> Any:
 
 def train_miva(cfg: DictConfig) -> dict[str, Any]:
     """Train and export one MIVA as `cfg` says; returns {adapter_path, train_time_s, steps, run_dir, ...}."""
+    check_train_config(cfg)  # data folder, numbers, base: one line, before torch is imported or a model loads
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
     from miva_lightning.adapters import save_miva
     from miva_lightning.backbones import build_backbone
     from miva_lightning.callbacks.previews import MivaPreviews
@@ -164,7 +174,8 @@ def train_miva(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
+@report_input_errors
+def _hydra_main(cfg: DictConfig) -> None:
     summary = train_miva(cfg)
     if summary["global_rank"] != 0:
         return
@@ -173,6 +184,10 @@ def main(cfg: DictConfig) -> None:
         f"(peak RSS {summary['peak_rss_mb']:.0f} MiB)"
     )
     print(f"adapter: {summary['adapter_path']}")
+
+
+def main() -> None:
+    run_cli(_hydra_main)
 
 
 if __name__ == "__main__":
