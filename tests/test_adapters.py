@@ -232,7 +232,7 @@ def test_weighting_starts_at_one_half_and_linear_is_t_over_T():
 
 
 def naive_cross_frame(adapter, tokens, attn_heads, to_k, to_v, first_weight, frames, variant):
-    """Frame-by-frame reference of the CFA formulas in METHOD.md (explicit loops, no sharing)."""
+    """Frame-by-frame reference of the CFA formulas in docs/METHOD.md (explicit loops, no sharing)."""
     videos = tokens.shape[0] // frames
     x = rearrange(tokens, "(b f) n c -> b f n c", f=frames)
     outputs = torch.zeros(videos, frames, tokens.shape[1], adapter.to_out.out_features)

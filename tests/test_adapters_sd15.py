@@ -40,7 +40,7 @@ def test_parameter_count_at_sd15_size():
         f"{100 * counts['total'] / unet_total:.2f} % of the UNetMotionModel ({unet_total / 1e6:.0f} M), "
         f"{100 * counts['total'] / spatial_unet:.2f} % of the SD1.5 2-D UNet part ({spatial_unet / 1e6:.0f} M)"
     )
-    assert 30e6 < counts["total"] < 40e6  # METHOD.md estimates ~35 M
+    assert 30e6 < counts["total"] < 40e6  # docs/METHOD.md estimates ~35 M
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Known answers of the Fréchet and kernel distance engines (METRICS.md), no weights needed."""
+"""Known answers of the Fréchet and kernel distance engines (docs/METRICS.md), no weights needed."""
 
 import numpy as np
 import pytest

@@ -131,7 +131,7 @@ def animate(
 
     `prompt` is for the base alone (MIVAs replace the text cross-attention, so text has no effect on them).
     `adapter_guidance` s > 1 extrapolates the adapters' effect: prediction = base + s (with MIVAs - base)
-    (an extension, not in METHOD.md; it costs a second UNet pass per step).
+    (an extension, not in docs/METHOD.md; it costs a second UNet pass per step).
     `noise_init`: a `sampling.NoiseInit` or a dict of its fields, e.g. {"first_frame_forward_t": 975}.
     `scheduler`: None = the backbone's sampler (DDIM), or a name from `sampling.schedulers.SCHEDULERS`.
     """

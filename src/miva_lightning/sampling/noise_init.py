@@ -1,4 +1,4 @@
-"""Initial-noise options of image-to-video sampling (METHOD.md, "Inference").
+"""Initial-noise options of image-to-video sampling (docs/METHOD.md, "Inference").
 
 All options off gives plain Gaussian noise `b c f h w` scaled by the scheduler's `init_noise_sigma`.
 The switches, applied in this order:

@@ -1,4 +1,4 @@
-"""Small helpers shared by every package: atomic file writes, seeding, hashing, resource use."""
+"""Small helpers shared by every package: atomic file writes, hashing, peak memory, building the Lightning Trainer."""
 
 from miva_lightning.utils.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from miva_lightning.utils.lightning_setup import build_trainer
