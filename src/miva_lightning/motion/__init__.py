@@ -3,6 +3,7 @@ rule-based classifier into the world's motion classes (the judge of generated cl
 
 from miva_lightning.motion.classify import INVALID, OTHER, classify_estimate, classify_motion, judge_accuracy
 from miva_lightning.motion.estimator import MotionEstimate, PairMotion, estimate_motion
+from miva_lightning.motion.fidelity import fidelity_of_estimate, motion_fidelity
 from miva_lightning.motion.flow import farneback_flow
 
 __all__ = [
@@ -14,5 +15,7 @@ __all__ = [
     "classify_motion",
     "estimate_motion",
     "farneback_flow",
+    "fidelity_of_estimate",
     "judge_accuracy",
+    "motion_fidelity",
 ]

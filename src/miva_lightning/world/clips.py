@@ -39,10 +39,16 @@ def _check_sizes(size: int, num_frames: int) -> None:
         raise ValueError(f"num_frames={num_frames}; a motion clip needs at least 2 frames")
 
 
-def camera_params(motion: str, rng: np.random.Generator, size: int) -> dict:
-    """Per-frame content motion of a camera class: dx_px, dy_px, scale, angle_deg (see motions.py)."""
+def camera_params(motion: str, rng: np.random.Generator, size: int, speed: float = 1.0) -> dict:
+    """Per-frame content motion of a camera class: dx_px, dy_px, scale, angle_deg (see motions.py).
+
+    `speed` multiplies the class speed (pan px/frame, zoom rate, degrees/frame): the judge's speed
+    sweep renders 0.25x-2x clips with it; the world's own clips use 1.
+    """
+    if speed <= 0:
+        raise ValueError(f"speed={speed}; use a positive multiple of the class speed (1 = the world's own)")
     params = {"kind": "camera", "dx_px": 0.0, "dy_px": 0.0, "scale": 1.0, "angle_deg": 0.0}
-    jitter = float(rng.uniform(1 - M.SPEED_JITTER, 1 + M.SPEED_JITTER))
+    jitter = float(rng.uniform(1 - M.SPEED_JITTER, 1 + M.SPEED_JITTER)) * speed
     if motion in M.PAN_DIRECTIONS:
         speed = M.PAN_SPEED_PX * size / M.REFERENCE_SIZE * jitter
         ux, uy = M.PAN_DIRECTIONS[motion]
@@ -81,11 +87,16 @@ def render_first_frame(scene_seed: int, size: int = 32) -> Tensor:
 
 
 def render_clip(
-    motion: str, scene_seed: int, motion_seed: int | None = None, size: int = 32, num_frames: int = 8
+    motion: str, scene_seed: int, motion_seed: int | None = None, size: int = 32, num_frames: int = 8, speed: float = 1.0
 ) -> MotionClip:
-    """Render `motion` applied to the scene of `scene_seed` (deterministic in both seeds)."""
+    """Render `motion` applied to the scene of `scene_seed` (deterministic in both seeds).
+
+    `speed` scales a camera motion's class speed (see `camera_params`); local motions keep theirs.
+    """
     M.check_motion(motion)
     _check_sizes(size, num_frames)
+    if speed != 1.0 and motion in M.LOCAL_MOTIONS:
+        raise ValueError(f"speed={speed} applies to camera motions only; {motion!r} is a local motion")
     if motion_seed is None:
         motion_seed = default_motion_seed(scene_seed, motion)
     rng = np.random.default_rng([motion_seed, 0x0A0710])
@@ -100,7 +111,7 @@ def render_clip(
         rest = (first.reshape(1, -1, 3) * (1.0 - alpha[1:]) + premultiplied[1:]).reshape(num_frames - 1, size, size, 3)
         params = {"kind": "local", "dx_px": 0.0, "dy_px": 0.0, "scale": 1.0, "angle_deg": 0.0, **local}
     else:
-        params = camera_params(motion, rng, size)
+        params = camera_params(motion, rng, size, speed)
         if motion == "static":
             rest = first.expand(num_frames - 1, -1, -1, -1)
         else:
