@@ -95,3 +95,34 @@ def test_missing_generated_videos_fail_with_what_to_do():
 
     with pytest.raises(ValueError, match="generate=callable"):
         _validate(VideoMetricsCallback(["fd_randproj"]), _Silent())
+
+
+class _WorldPans(Dataset):
+    """Held-out world clips panning up at the class speed: motion fidelity should read about 1."""
+
+    def __init__(self):
+        from miva_lightning.world import heldout_scene_seeds, render_clip
+
+        self.videos = torch.stack([render_clip("pan_up", s).video for s in heldout_scene_seeds(4)])
+
+    def __len__(self):
+        return len(self.videos)
+
+    def __getitem__(self, i):
+        return {"reference_video": self.videos[i], "first_frame": self.videos[i, 0], "caption": "pan"}
+
+
+def test_callback_logs_motion_fidelity_and_judged_accuracy_for_a_fixed_motion():
+    class _Copy(_TinyGenerator):
+        def validation_step(self, batch, batch_idx):
+            return {"video": batch["reference_video"]}
+
+    callback = VideoMetricsCallback(["motion_fidelity_farneback", "motion_class_accuracy_farneback_judge"], motion="pan_up")
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[callback],
+    )  # fmt: skip
+    trainer.validate(_Copy(), DataLoader(_WorldPans(), batch_size=2), verbose=False)
+    assert trainer.callback_metrics["val/motion_class_accuracy_farneback_judge"] == pytest.approx(1.0)
+    assert trainer.callback_metrics["val/motion_fidelity_farneback"] == pytest.approx(1.0, abs=0.12)
+    assert callback.results["motion_fidelity_farneback"]["n_videos"] == 4

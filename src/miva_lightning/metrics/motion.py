@@ -2,7 +2,7 @@
 
 Flow convention: `flow[t]` (2, h, w) holds (dx, dy) in pixels, x right and y down, such that
 frame_t(p) ~ frame_{t+1}(p + flow[t](p)). Farneback returns zero flow on flat regions and its values are
-not comparable with RAFT's (METRICS.md), hence names like `flow_farneback_mean`.
+not comparable with RAFT's (docs/METRICS.md), hence names like `flow_farneback_mean`.
 
 Metrics (mean over videos of a per-video score):
 - `flow_farneback_mean` / `flow_farneback_top5`: mean flow magnitude, or mean of the top 5 % magnitudes of
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from miva_lightning.metrics.registry import BATCH_KEYS, register_metric
 from miva_lightning.metrics.video_mean import VideoMeanMetric, video_from_batch
-from miva_lightning.motion import classify_motion, estimate_motion, farneback_flow
+from miva_lightning.motion import classify_motion, estimate_motion, farneback_flow, motion_fidelity
 from miva_lightning.motion.estimator import REFERENCE_WIDTH
 from miva_lightning.world.motions import ALL_MOTIONS
 
@@ -299,6 +299,33 @@ class MotionClassAccuracy(VideoMeanMetric):
         return {"flow_backend": BACKEND, "judge": "miva_lightning.motion.classify_motion", "classes": list(self.classes)}
 
 
+class MotionFidelityMetric(VideoMeanMetric):
+    """Mean `motion.motion_fidelity` of generated videos for their intended motion `batch["motions"]`:
+    1 = the motion at the world's class speed, 0 = none, < 0 = the opposite. Videos whose motion has no
+    fidelity (static, firework) are skipped and counted in `n_skipped`."""
+
+    name = f"motion_fidelity_{BACKEND}"
+    requires = ("generated", "motions")
+    higher_is_better = True
+    definition = (
+        "fitted global motion projected on the intended camera class's nominal motion / its size (local "
+        "rain/waterfall/birds/clouds: moving pixels' flow along the layer direction / class speed), mean over videos"
+    )
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        if any(key not in batch for key in self.requires):
+            return
+        video, labels = video_from_batch(batch), batch["motions"]
+        if isinstance(labels, str) or len(labels) != video.shape[0]:
+            raise ValueError(f"{self.name} needs batch['motions']: a list of {video.shape[0]} class names")
+        scores = [motion_fidelity(clip, label) for clip, label in zip(video, labels)]
+        defined = [s for s in scores if not math.isnan(s)]
+        self._accumulate(torch.tensor(defined), video, skipped=len(scores) - len(defined))
+
+    def describe_extra(self) -> dict[str, Any]:
+        return {"flow_backend": BACKEND, "fidelity": "miva_lightning.motion.motion_fidelity"}
+
+
 # ---------------------------------------------------------------- names for the registry
 
 
@@ -360,3 +387,9 @@ def motion_param_error_farneback_rotation_deg() -> MotionParameterError:
 def motion_class_accuracy_farneback_judge() -> MotionClassAccuracy:
     """Motion world: share of videos the rule-based judge puts in their intended class."""
     return MotionClassAccuracy()
+
+
+@_register_when_keys_known(f"motion_fidelity_{BACKEND}", ("generated", "motions"))
+def motion_fidelity_farneback() -> MotionFidelityMetric:
+    """Motion world: how much of the intended motion the videos show (1 = class speed, 0 = none)."""
+    return MotionFidelityMetric()

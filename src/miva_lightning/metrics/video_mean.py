@@ -50,6 +50,7 @@ class VideoMeanMetric(BatchMetric):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("score_sq_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")  # for the interval
         self.add_state("n_videos", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("n_skipped", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.frames: int | None = None
@@ -74,6 +75,7 @@ class VideoMeanMetric(BatchMetric):
         """Add one score per video (b,), and remember the video shape for `describe()`."""
         per_video = per_video.detach().to(torch.float64).reshape(-1)
         self.score_sum += per_video.sum().to(self.score_sum.device)
+        self.score_sq_sum += per_video.square().sum().to(self.score_sq_sum.device)
         self.n_videos += per_video.numel()
         self.n_skipped += skipped
         if video is not None:
@@ -83,6 +85,19 @@ class VideoMeanMetric(BatchMetric):
         if not self.available or self.n_videos == 0:
             return torch.tensor(float("nan"), dtype=torch.float64)
         return self.score_sum / self.n_videos
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Student's t interval of the mean over videos (from the summed states, so exact under DDP)."""
+        from scipy import stats
+
+        n = int(self.n_videos)
+        if not self.available or n < 2:
+            mean = float(self.compute())
+            return (mean, mean)
+        mean = float(self.score_sum) / n
+        variance = max(0.0, (float(self.score_sq_sum) - n * mean * mean) / (n - 1))
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * (variance / n) ** 0.5
+        return (mean - half, mean + half)
 
     def describe_extra(self) -> dict[str, Any]:
         """Subclass settings (backend, thresholds, feature network) merged into `describe()`."""
@@ -97,6 +112,7 @@ class VideoMeanMetric(BatchMetric):
             "definition": self.definition,
             "n_videos": int(self.n_videos),
             "n_skipped": int(self.n_skipped),
+            "ci95": list(self.interval()),
             "frames": self.frames,
             "resolution": list(self.resolution) if self.resolution else None,
             **self.describe_extra(),
