@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -164,13 +165,23 @@ def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frame
     write_clips(motion_dir / "base_prompted", base_videos, cfg.fps)
     return {
         "miva_accuracy": round(miva_judge["accuracy"], 4),
+        "miva_accuracy_ci": [round(v, 4) for v in miva_judge["accuracy_ci"]],
+        "miva_fidelity": rounded_or_none(miva_judge["fidelity"]),
+        "miva_fidelity_ci": [rounded_or_none(v) for v in miva_judge["fidelity_ci"]],
         "base_accuracy": round(base_judge["accuracy"], 4),
+        "base_accuracy_ci": [round(v, 4) for v in base_judge["accuracy_ci"]],
+        "base_fidelity": rounded_or_none(base_judge["fidelity"]),
         "first_frame_psnr_db": first_frame_psnr_db(miva_videos, frames),
         "base_first_frame_psnr_db": first_frame_psnr_db(base_videos, frames),
         "miva_predictions": dict(Counter(miva_judge["predictions"])),
         "base_predictions": dict(Counter(base_judge["predictions"])),
         "base_prompt": caption_for(motion),
     }
+
+
+def rounded_or_none(value: float) -> float | None:
+    """Motion fidelity is NaN for static and firework: JSON gets null."""
+    return None if math.isnan(value) else round(float(value), 4)
 
 
 def sample_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -275,14 +286,17 @@ def evaluate_combination(cfg: DictConfig, backbone, adapters: dict[str, Path], f
 
 
 def print_table(results: dict[str, Any]) -> None:
-    header = f"{'motion':<12}{'MIVA acc':>10}{'base acc':>10}{'PSNR f1 dB':>12}{'train s':>10}{'steps':>8}"
+    header = f"{'motion':<12}{'MIVA acc':>10}{'95% CI':>14}{'fidelity':>10}{'base acc':>10}{'PSNR f1 dB':>12}{'train s':>10}{'steps':>8}"
     print("\n" + header + "\n" + "-" * len(header))
     for group in ("motions", "controls"):
         if results.get(group):
             print(f"{'novel motions' if group == 'motions' else 'controls (base motions)'}:")
         for motion, row in results.get(group, {}).items():
+            low, high = row.get("miva_accuracy_ci", [math.nan, math.nan])
+            fidelity = row.get("miva_fidelity")
             print(
-                f"{motion:<12}{row['miva_accuracy']:>10.2f}{row['base_accuracy']:>10.2f}"
+                f"{motion:<12}{row['miva_accuracy']:>10.2f}{f'[{low:.2f}, {high:.2f}]':>14}"
+                f"{'-' if fidelity is None else f'{fidelity:.2f}':>10}{row['base_accuracy']:>10.2f}"
                 f"{row['first_frame_psnr_db']:>12.1f}{row['train_time_s']:>10.0f}{row['steps']:>8d}"
             )
     combo = results.get("multi_adapter")
@@ -332,7 +346,11 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         row["photos"] = evaluate_photos(cfg, backbone, [(str(adapters[motion]), 1.0)], motion_dir / "photos")
         results[group][motion] = row
         atomic_write_json(cfg.results_path, results)  # partial results survive an interrupted run
-        print(f"[{motion}] MIVA accuracy {row['miva_accuracy']:.2f}, base {row['base_accuracy']:.2f}", flush=True)
+        print(
+            f"[{motion}] MIVA accuracy {row['miva_accuracy']:.2f} (fidelity {row['miva_fidelity']}), "
+            f"base {row['base_accuracy']:.2f}",
+            flush=True,
+        )
     results["multi_adapter"] = evaluate_combination(cfg, backbone, adapters, frames)
     results["total_time_s"] = round(time.perf_counter() - started, 1)
     atomic_write_json(cfg.results_path, results)

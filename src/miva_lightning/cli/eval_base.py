@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     atomic_write_json(Path(cfg.paths.results) / "base_eval.json", record)
-    print(motion_table(record["per_motion_accuracy"], record["n_per_motion"]))
+    print(motion_table(record["per_motion_accuracy"], record["n_per_motion"], record.get("per_motion_fidelity")))
     return record
 
 

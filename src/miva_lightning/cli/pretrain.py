@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> dict:
                       {"folder": folder.name, "config_hash": digest})
     record = results_record(recipe)
     atomic_write_json(Path(cfg.paths.results) / "pretrain.json", record)
-    print(motion_table(record["per_motion_accuracy"], record["n_per_motion"]))
+    print(motion_table(record["per_motion_accuracy"], record["n_per_motion"], record.get("per_motion_fidelity")))
     print(f"[pretrain] base: {folder}  steps {record['steps']}  train {record['train_minutes']} min  "
           f"wall {record['wall_time_s']} s  peak RSS {record['peak_rss_mb']} MiB")
     return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Sequence
 
@@ -27,7 +28,9 @@ def evaluate_base(
 ) -> dict:
     """Prompt each motion's caption on the same `n_per_motion` held-out first frames; judge the videos.
 
-    Returns {"mean_accuracy", "per_motion_accuracy", "n_per_motion", "confusion", "invalid", "how", "eval_s"}.
+    Returns {"mean_accuracy", "mean_accuracy_ci", "per_motion_accuracy", "per_motion_accuracy_ci" (Wilson 95 %),
+    "per_motion_fidelity", "per_motion_fidelity_ci" (motion_fidelity, t 95 %; None for static and firework),
+    "n_per_motion", "confusion", "invalid", "how", "eval_s"}.
     Noise comes from generators seeded by `seed` and the batch position (reproducible for equal settings).
     `negative_prompt` replaces the empty prompt as the guidance reference (None = empty prompt).
     """
@@ -57,7 +60,11 @@ def evaluate_base(
             backbone.text_encoder.train()
     return {
         "mean_accuracy": judged["accuracy"],
+        "mean_accuracy_ci": judged["accuracy_ci"],
         "per_motion_accuracy": {m: judged["per_class"][m] for m in motions},
+        "per_motion_accuracy_ci": {m: judged["per_class_ci"][m] for m in motions},
+        "per_motion_fidelity": {m: _finite_or_none(judged["per_class_fidelity"][m]) for m in motions},
+        "per_motion_fidelity_ci": {m: [_finite_or_none(v) for v in judged["per_class_fidelity_ci"][m]] for m in motions},
         "n_per_motion": n_per_motion,
         "confusion": judged["confusion"],
         "invalid": judged["invalid"],
@@ -75,8 +82,15 @@ def evaluate_base(
     }
 
 
-def motion_table(per_motion: dict[str, float], n: int) -> str:
-    lines = [f"{'motion':<12} accuracy (n={n})"]
-    lines += [f"{m:<12} {acc:6.1%}" for m, acc in per_motion.items()]
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined fidelity (static, firework) is written as null."""
+    return None if math.isnan(value) else float(value)
+
+
+def motion_table(per_motion: dict[str, float], n: int, fidelity: dict[str, float | None] | None = None) -> str:
+    lines = [f"{'motion':<12} accuracy (n={n})" + ("  fidelity" if fidelity else "")]
+    for m, acc in per_motion.items():
+        value = None if fidelity is None else fidelity.get(m)
+        lines.append(f"{m:<12} {acc:6.1%}" + ("" if fidelity is None else f"  {'-' if value is None else f'{value:8.2f}'}"))
     lines.append(f"{'mean':<12} {sum(per_motion.values()) / max(1, len(per_motion)):6.1%}")
     return "\n".join(lines)
