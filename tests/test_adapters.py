@@ -6,6 +6,7 @@ Identity references, stated per test:
 """
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -21,7 +22,8 @@ from miva_lightning.adapters import (
 )
 from miva_lightning.adapters.context import CallContext
 from miva_lightning.adapters.cross_frame_attention import CrossFrameAdapter, SharedFrameKV
-from miva_lightning.adapters.miva import spatial_attention_names
+from miva_lightning.adapters.miva import layer_key, spatial_attention_names
+from miva_lightning.adapters.temporal_lora import temporal_lora_targets
 from miva_lightning.adapters.weighting import AdaptiveWeighting, LinearWeighting
 from tiny_components import tiny_unet
 
@@ -85,6 +87,16 @@ def test_zero_init_with_empty_prompt_branch_is_exactly_the_base(unet, inputs, cf
     assert (run(unet, inputs) - base).abs().max() <= 1e-6
 
 
+@pytest.mark.parametrize("lora_init", ["kaiming", "normal"])
+@pytest.mark.parametrize("lora_alpha", [None, 1.0])
+def test_zero_init_is_the_base_with_either_lora_init_and_scale(unet, inputs, lora_init, lora_alpha):
+    # reference: the base UNet itself (B = 0, whatever A and the scale are)
+    base = run(unet, inputs)
+    config = MivaConfig(base_branch="empty_prompt", lora_init=lora_init, lora_alpha=lora_alpha)
+    attach_mivas(unet, [Miva.from_unet(unet, config)])
+    assert (run(unet, inputs) - base).abs().max() <= 1e-6
+
+
 def test_zero_init_without_ca_is_exactly_the_base(unet, inputs):
     # reference: the base UNet itself (attn2 untouched when CA is off)
     base = run(unet, inputs)
@@ -127,8 +139,10 @@ def test_copies_with_weights_summing_to_one_equal_the_adapter_alone(unet, inputs
     assert (combined - alone).abs().max() <= 1e-5
 
 
-def test_lora_modes_agree_for_one_adapter(unet, inputs):
-    miva = perturbed(Miva.from_unet(unet, MivaConfig(cross_frame=False, implicit_prompt=False)), seed=4)
+@pytest.mark.parametrize("lora_alpha,lora_init", [(None, "kaiming"), (1.0, "normal")])
+def test_lora_modes_agree_for_one_adapter(unet, inputs, lora_alpha, lora_init):
+    config = MivaConfig(cross_frame=False, implicit_prompt=False, lora_alpha=lora_alpha, lora_init=lora_init)
+    miva = perturbed(Miva.from_unet(unet, config), seed=4)
     outputs = {}
     for mode in ("merge", "residual"):
         handle = attach_mivas(unet, [miva], lora_mode=mode)
@@ -136,6 +150,68 @@ def test_lora_modes_agree_for_one_adapter(unet, inputs):
         detach_mivas(handle)
     assert (outputs["merge"] - outputs["residual"]).abs().max() <= 1e-5
     assert (outputs["merge"] - run(unet, inputs)).abs().max() > 1e-3
+
+
+LORA_ONLY = MivaConfig(cross_frame=False, implicit_prompt=False, lora_rank=4)
+
+
+def test_lora_alpha_one_scales_the_update_by_one_over_rank(unet):
+    # known answer on one temporal projection: dW x = B A x (alpha null = scale 1), B A x / r (alpha 1)
+    target = sorted(temporal_lora_targets(unet))[0]
+    x = torch.randn(5, unet.get_submodule(target).in_features, generator=torch.Generator().manual_seed(2))
+    miva = perturbed(Miva.from_unet(unet, LORA_ONLY), seed=12)
+    authors = copy.deepcopy(miva)  # equal A and B
+    authors.config = replace(LORA_ONLY, lora_alpha=1.0)
+    pair = miva.temporal_lora[layer_key(target)]
+    with torch.no_grad():
+        expected = pair.B(pair.A(x))
+    deltas = {}
+    for name, adapter in (("none", miva), ("one", authors)):
+        handle = attach_mivas(unet, [adapter])
+        layer = unet.get_submodule(target)
+        with torch.no_grad():
+            deltas[name] = layer(x) - layer.base_layer(x)
+        detach_mivas(handle)
+    assert expected.abs().max() > 1e-3
+    assert torch.allclose(deltas["none"], expected, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(deltas["one"], expected / 4, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora_mode", ["merge", "residual"])
+def test_each_adapter_applies_its_own_lora_scale(unet, inputs, lora_mode):
+    # alpha 1 at rank 4 (scale 1/4) with B x 4 is the same function as alpha null with B
+    first = perturbed(Miva.from_unet(unet, LORA_ONLY), seed=10)
+    second = perturbed(Miva.from_unet(unet, LORA_ONLY), seed=11)
+    rescaled = copy.deepcopy(second)
+    rescaled.config = replace(LORA_ONLY, lora_alpha=1.0)
+    with torch.no_grad():
+        for pair in rescaled.temporal_lora.values():
+            pair.B.weight.mul_(4)
+    outputs = []
+    for mixture in ([(first, 0.4), (second, 0.9)], [(first, 0.4), (rescaled, 0.9)]):
+        handle = attach_mivas(unet, mixture, lora_mode=lora_mode)
+        outputs.append(run(unet, inputs))
+        detach_mivas(handle)
+    assert (outputs[0] - outputs[1]).abs().max() <= 1e-5
+    unscaled = copy.deepcopy(second)  # the scale alone (same A, B) must change the output
+    unscaled.config = rescaled.config
+    handle = attach_mivas(unet, [(first, 0.4), (unscaled, 0.9)], lora_mode=lora_mode)
+    assert (run(unet, inputs) - outputs[0]).abs().max() > 1e-4
+    detach_mivas(handle)
+
+
+def test_normal_lora_init_draws_a_with_std_one_over_rank(unet):
+    torch.manual_seed(0)
+    rank = 32
+    for lora_init, check in (
+        ("normal", lambda std: abs(std - 1 / rank) < 0.05 / rank),
+        ("kaiming", lambda std: std > 2 / rank),  # 1 / sqrt(3 fan_in) on this tiny UNet (fan_in 32, 64)
+    ):
+        config = MivaConfig(cross_frame=False, implicit_prompt=False, lora_rank=rank, lora_init=lora_init)
+        miva = Miva.from_unet(unet, config)
+        a = torch.cat([pair.A.weight.flatten() for pair in miva.temporal_lora.values()])
+        assert a.numel() > 10_000 and check(a.std().item()), (lora_init, a.std().item())
+        assert all(not pair.B.weight.any() for pair in miva.temporal_lora.values())
 
 
 def _count_calls(module):
@@ -221,6 +297,11 @@ def test_unknown_variants_are_refused():
         MivaConfig(cfa_variant="diagonal")
     with pytest.raises(ValueError, match="base_branch"):
         MivaConfig(base_branch="text")
+    with pytest.raises(ValueError, match="lora_init"):
+        MivaConfig(lora_init="gaussian")
+    for alpha in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="lora_alpha"):
+            MivaConfig(lora_alpha=alpha)
     with pytest.raises(ValueError, match="no component"):
         MivaConfig(cross_frame=False, implicit_prompt=False, temporal_lora=False, implicit_time_cond=False)
 
@@ -323,6 +404,10 @@ def test_every_adapter_config_file_is_a_valid_miva_config():
         configs[name] = MivaConfig.from_dict(values)
     assert configs["miva"] == MivaConfig(name="miva")  # the default file is METHOD's configuration
     assert not configs["no_lora"].temporal_lora and configs["ca_keep_text"].base_branch == "empty_prompt"
+    assert (configs["miva"].lora_alpha, configs["miva"].lora_init) == (None, "kaiming")  # scale 1, as before
+    assert (configs["lora_authors"].lora_alpha, configs["lora_authors"].lora_init) == (1.0, "normal")
+    lamp = compose("train", ["experiment=miva_animatediff_lamp"]).adapter
+    assert (lamp.lora_alpha, lamp.lora_init, lamp.lora_rank) == (1.0, "normal", 32)
 
 
 def test_attach_keeps_the_callers_requires_grad_choices(unet):

@@ -1,5 +1,7 @@
 """MIVA files: safetensors round trip, base identity, and every refusal with a message that says why."""
 
+import json
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -14,6 +16,7 @@ from miva_lightning.adapters import (
     load_miva,
     save_miva,
 )
+from miva_lightning.adapters.io import METADATA_KEY
 from tiny_components import tiny_unet
 
 
@@ -22,14 +25,18 @@ def unet():
     return tiny_unet()
 
 
-@pytest.fixture
-def trained(unet):
-    miva = Miva.from_unet(unet, MivaConfig(name="waterfall", cfa_variant="separate", ca_rank=16, lora_rank=8))
-    generator = torch.Generator().manual_seed(7)
+def perturb(miva, seed=7):
+    """Every parameter moved away from its (partly zero) initial value, as after training."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in miva.parameters():
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
     return miva
+
+
+@pytest.fixture
+def trained(unet):
+    return perturb(Miva.from_unet(unet, MivaConfig(name="waterfall", cfa_variant="separate", ca_rank=16, lora_rank=8)))
 
 
 @pytest.fixture
@@ -58,6 +65,39 @@ def test_round_trip_gives_identical_outputs_and_metadata(unet, trained, saved):
     reloaded, original = without_unet.state_dict(), trained.state_dict()
     assert sorted(reloaded) == sorted(original)
     assert all(torch.equal(reloaded[key], original[key]) for key in original)
+
+
+def _rewrite_config(source, target, change):
+    """Copy a MIVA file after `change` edited the config in its metadata."""
+    with safe_open(str(source), framework="pt") as reader:
+        metadata = json.loads(reader.metadata()[METADATA_KEY])
+    change(metadata["config"])
+    save_file(load_file(str(source)), str(target), metadata={METADATA_KEY: json.dumps(metadata)})
+    return target
+
+
+def test_round_trip_keeps_the_lora_scale_and_init(tmp_path, unet):
+    config = MivaConfig(name="authors", ca_rank=16, lora_rank=8, lora_alpha=1.0, lora_init="normal")
+    miva = perturb(Miva.from_unet(unet, config))
+    path = save_miva(tmp_path / "authors.safetensors", miva, base_identity(unet, "tiny-test"))
+    loaded, metadata = load_miva(path, unet=unet)
+    assert (metadata["config"]["lora_alpha"], metadata["config"]["lora_init"]) == (1.0, "normal")
+    assert loaded.config == config
+    assert torch.equal(outputs(unet, loaded), outputs(unet, miva))
+    # the recorded scale is what is applied: the same tensors at scale 1 give another video
+    loaded.config.lora_alpha = None
+    assert not torch.allclose(outputs(unet, loaded), outputs(unet, miva), atol=1e-5)
+
+
+def test_file_without_lora_scale_keys_loads_with_scale_one(tmp_path, unet, trained, saved):
+    def drop(config):
+        del config["lora_alpha"], config["lora_init"]
+
+    old = _rewrite_config(saved, tmp_path / "old.safetensors", drop)
+    loaded, metadata = load_miva(old, unet=unet)
+    assert "lora_alpha" not in metadata["config"]  # really a file of the old format
+    assert (loaded.config.lora_alpha, loaded.config.lora_init) == (None, "kaiming")
+    assert torch.equal(outputs(unet, loaded), outputs(unet, trained))
 
 
 def test_fingerprint_ignores_attached_lora_and_sees_weight_changes(unet, trained):

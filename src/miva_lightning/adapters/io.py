@@ -73,6 +73,7 @@ def load_miva(
     _check_finite(tensors, str(path))
     config_values = dict(metadata["config"])
     config_values.setdefault("implicit_time_cond", False)  # files written before that component existed
+    # files written before lora_alpha / lora_init existed lack them: the defaults (scale 1, kaiming) were theirs
     config = MivaConfig.from_dict(config_values)
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
     try:

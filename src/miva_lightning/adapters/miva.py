@@ -21,6 +21,7 @@ from miva_lightning.adapters.cross_frame_attention import CFA_VARIANTS, CrossFra
 from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPrompt, ImplicitPromptProcessor
 from miva_lightning.adapters.implicit_time_condition import ImplicitTimeCondition, TimeConditionHook, time_condition_dim
 from miva_lightning.adapters.temporal_lora import (
+    LORA_INITS,
     LORA_MODES,
     LoraPair,
     ResidualLoraProcessor,
@@ -49,18 +50,25 @@ class MivaConfig:
     implicit_time_cond: bool = True  # learned offset of the caption->timestep route (only on UNets that have one)
     temporal_lora: bool = True
     lora_rank: int = 32
+    lora_alpha: float | None = None  # dW scaled by lora_alpha / lora_rank; None = scale 1 (authors: 1.0 -> 1/rank)
+    lora_init: str = "kaiming"  # init of LoRA's A: kaiming (peft's) | normal (authors': N(0, std=1/rank))
 
     def __post_init__(self) -> None:
         for value, allowed, key in (
             (self.cfa_variant, CFA_VARIANTS, "cfa_variant"),
             (self.weighting, WEIGHTING_KINDS, "weighting"),
             (self.base_branch, BASE_BRANCHES, "base_branch"),
+            (self.lora_init, LORA_INITS, "lora_init"),
         ):
             if value not in allowed:
                 raise ValueError(f"MivaConfig.{key}='{value}' is not one of {allowed}")
         for key in ("ca_rank", "lora_rank", "num_train_timesteps"):
             if int(getattr(self, key)) <= 0:
                 raise ValueError(f"MivaConfig.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.lora_alpha is not None:
+            self.lora_alpha = float(self.lora_alpha)
+            if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+                raise ValueError(f"MivaConfig.lora_alpha must be a finite number > 0 or null, got {self.lora_alpha}")
         if not self.tau > 0:
             raise ValueError(f"MivaConfig.tau must be > 0, got {self.tau}")
         if not 0.0 <= self.fixed_weight <= 1.0:
@@ -155,7 +163,9 @@ class Miva(nn.Module):
                 )
         if config.temporal_lora:
             for name, linear in temporal_lora_targets(unet).items():
-                temporal_lora[layer_key(name)] = LoraPair(linear.in_features, linear.out_features, config.lora_rank)
+                temporal_lora[layer_key(name)] = LoraPair(
+                    linear.in_features, linear.out_features, config.lora_rank, config.lora_init
+                )
         if config.implicit_time_cond and (cond_dim := time_condition_dim(unet)):
             time_condition[TIME_CONDITION_KEY] = ImplicitTimeCondition(cond_dim)
         if not (cross_frame or implicit_prompt or temporal_lora or time_condition):
@@ -319,7 +329,8 @@ def attach_mivas(
         if any(m.config.temporal_lora for m in adapters):
             lora_sets = [{n: m.temporal_lora[layer_key(n)] for n in temporal_lora_targets(unet)}
                          if m.config.temporal_lora else None for m in adapters]  # fmt: skip
-            handle.lora = TemporalLoraAttachment(unet, lora_sets, handle.weights, lora_mode)
+            alphas = [m.config.lora_alpha for m in adapters]
+            handle.lora = TemporalLoraAttachment(unet, lora_sets, handle.weights, lora_mode, alphas=alphas)
     except BaseException:
         detach_mivas(handle)
         raise

@@ -9,6 +9,8 @@ modules. Two ways to combine several adapters:
 - "residual": Attn_W + sum_k w_k (Attn_{W+dW_k} - Attn_W), one attention run per adapter. It equals
               the METHOD's sum_k w_k Attn_{W+dW_k} whenever the weights sum to 1, and it gives back the
               base when all weights are 0.
+Each adapter's update is also scaled by its own lora_alpha / rank (peft multiplies the scale set here by
+alpha / r), so mixed adapters keep the scale they were trained with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 LORA_MODES = ("merge", "residual")
+LORA_INITS = ("kaiming", "normal")
 TEMPORAL_TARGETS = re.compile(r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)$")
 
 
@@ -43,13 +46,21 @@ def attention_of(target_name: str) -> str:
 
 
 class LoraPair(nn.Module):
-    """One adapter's LoRA for one linear layer: dW = B A, B zero-initialised (dW = 0 at start)."""
+    """One adapter's LoRA for one linear layer: dW = B A, B zero-initialised (dW = 0 at start).
 
-    def __init__(self, in_features: int, out_features: int, rank: int = 32) -> None:
+    Two inits of A, because with B starting at zero, A's size and the LoRA scale set how fast dW grows:
+    "kaiming" is peft's default (Kaiming-uniform, this project's default, used with scale 1);
+    "normal" is the authors' N(0, std = 1 / rank), used with their scale alpha / rank = 1 / rank."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int = 32, init: str = "kaiming") -> None:
         super().__init__()
         if rank <= 0:
             raise ValueError(f"LoRA rank must be > 0, got {rank}")
-        self.A = nn.Linear(in_features, rank, bias=False)  # default Kaiming-uniform init, as peft's
+        if init not in LORA_INITS:
+            raise ValueError(f"unknown LoRA init '{init}'; choose one of {LORA_INITS}")
+        self.A = nn.Linear(in_features, rank, bias=False)  # nn.Linear's default init is Kaiming-uniform
+        if init == "normal":
+            nn.init.normal_(self.A.weight, std=1.0 / rank)
         self.B = nn.Linear(rank, out_features, bias=False)
         nn.init.zeros_(self.B.weight)
 
@@ -64,6 +75,7 @@ class TemporalLoraAttachment:
         weights: list[float],
         mode: str,
         prefix: str = "miva",
+        alphas: Sequence[float | None] | None = None,
     ) -> None:
         if mode not in LORA_MODES:
             raise ValueError(f"unknown lora_mode '{mode}'; choose one of {LORA_MODES}")
@@ -74,9 +86,10 @@ class TemporalLoraAttachment:
         self.had_peft_config = "peft_config" in vars(unet)
         self.adapter_names: list[str | None] = []
         self.original_processors: dict[str, Any] = {}
+        alphas = list(alphas) if alphas is not None else [None] * len(adapters)
         try:
-            for index, pairs in enumerate(adapters):
-                self.adapter_names.append(None if pairs is None else self._inject(f"{prefix}{index}", pairs))
+            for index, (pairs, alpha) in enumerate(zip(adapters, alphas, strict=True)):
+                self.adapter_names.append(None if pairs is None else self._inject(f"{prefix}{index}", pairs, alpha))
             self.layers = {name: unet.get_submodule(name) for name in self.targets}
             active = [name for name in self.adapter_names if name is not None]
             for layer in self.layers.values():
@@ -88,12 +101,14 @@ class TemporalLoraAttachment:
             self.detach()  # leave the UNet as it was
             raise
 
-    def _inject(self, adapter_name: str, pairs: dict[str, LoraPair]) -> str:
+    def _inject(self, adapter_name: str, pairs: dict[str, LoraPair], alpha: float | None) -> str:
         missing = sorted(set(self.targets) - set(pairs))
         if missing:
             raise KeyError(f"MIVA has no temporal LoRA for {missing[:3]}... (built for another UNet?)")
         rank = next(iter(pairs.values())).A.out_features
-        config = LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted(self.targets), lora_dropout=0.0)
+        # peft scales dW by lora_alpha / r (times the scale set_scale gives); alpha None = rank = scale 1
+        alpha = rank if alpha is None else alpha
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(self.targets), lora_dropout=0.0)
         with warnings.catch_warnings():  # several named adapters in one model is intended here
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             inject_adapter_in_model(config, self.unet, adapter_name=adapter_name, low_cpu_mem_usage=True)
