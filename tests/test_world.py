@@ -177,3 +177,19 @@ def test_lamp_layout_round_trip(tmp_path):
     assert video.shape == expected.shape
     error = (video - expected).abs().mean()
     assert error < 0.03, error  # lossy H.264 with 4:2:0 chroma, but the same clip
+
+
+def test_web_like_splits_partition_the_world_and_the_stream_recaptions_in_prior_motions():
+    from miva_lightning.world import GENERIC_CAPTION, HELD_OUT_MOTIONS, IN_PRIOR_MOTIONS, SPLITS, split_of
+    from miva_lightning.world.motions import CAMERA_MOTIONS as CAMERA, LOCAL_MOTIONS as LOCAL
+
+    assert sorted(m for motions in SPLITS.values() for m in motions) == sorted(ALL_MOTIONS)
+    for split in (IN_PRIOR_MOTIONS, HELD_OUT_MOTIONS):  # a camera and a local motion in each
+        assert set(split) & set(CAMERA) and set(split) & set(LOCAL)
+    assert split_of("pan_left") == "captioned" and split_of("clouds") == "in_prior" and split_of("birds") == "held_out"
+    stream = MotionWorldStream(["pan_left", "clouds"], seed=1, captions={"clouds": GENERIC_CAPTION})
+    items = [item for _, item in zip(range(12), stream)]
+    assert {i["caption"] for i in items if i["motion"] == "clouds"} == {GENERIC_CAPTION}
+    assert {i["caption"] for i in items if i["motion"] == "pan_left"} == {"camera pans left"}
+    with pytest.raises(ValueError, match="not in the stream"):
+        MotionWorldStream(["pan_left"], captions={"birds": "a video"})

@@ -54,6 +54,8 @@ def results_record(recipe: dict) -> dict:
     final = recipe["final_eval"]
     return {
         "per_motion_accuracy": final["per_motion_accuracy"],
+        "per_motion_accuracy_ci": final.get("per_motion_accuracy_ci"),
+        "per_motion_fidelity": final.get("per_motion_fidelity"),
         "mean_accuracy": final["mean_accuracy"],
         "n_per_motion": final["n_per_motion"],
         "wall_time_s": recipe["wall_time_s"],
@@ -98,10 +100,12 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
               f"{result['per_motion_accuracy']}", flush=True)
         return point
 
+    # web-like pretraining (base v2): in-prior motions join the stream under one generic caption
+    in_prior = tuple(cfg.data.get("in_prior_motions") or ())
     budget = TrainingBudget(cfg.recipe.budget_minutes, list(cfg.eval.at_minutes), evaluate_mark)
     loader = DataLoader(
-        MotionWorldStream(BASE_MOTIONS, size=cfg.backbone.image_size, num_frames=cfg.backbone.num_frames,
-                          seed=cfg.data.stream_seed),
+        MotionWorldStream(BASE_MOTIONS + in_prior, size=cfg.backbone.image_size, num_frames=cfg.backbone.num_frames,
+                          seed=cfg.data.stream_seed, captions={m: cfg.data.in_prior_caption for m in in_prior}),
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
     )

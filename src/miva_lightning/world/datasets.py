@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -80,12 +80,24 @@ class MotionWorldStream(IterableDataset):
     """Fresh random training clips forever (uniform over `motions`, training scene seeds only).
 
     Deterministic from `seed`; each DataLoader worker draws its own stream (seeded by its id), so
-    workers never repeat each other.
+    workers never repeat each other. `captions` replaces the caption of some motions (web-like
+    pretraining gives the in-prior motions one generic caption, see world/motions.py).
     """
 
-    def __init__(self, motions: Sequence[str], size: int = 32, num_frames: int = 8, seed: int = 0):
+    def __init__(
+        self,
+        motions: Sequence[str],
+        size: int = 32,
+        num_frames: int = 8,
+        seed: int = 0,
+        captions: Mapping[str, str] | None = None,
+    ):
         self.motions = _check_motions(motions)
         self.size, self.num_frames, self.seed = size, num_frames, seed
+        self.captions = dict(captions or {})
+        unknown = sorted(set(self.captions) - set(self.motions))
+        if unknown:
+            raise ValueError(f"captions given for motions {unknown} that are not in the stream's motions {self.motions}")
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -95,4 +107,6 @@ class MotionWorldStream(IterableDataset):
             motion = self.motions[int(rng.integers(len(self.motions)))]
             scene_seed = int(rng.integers(0, HELDOUT_SEED_START))
             motion_seed = int(rng.integers(0, 2**32))
-            yield clip_item(motion, scene_seed, motion_seed, self.size, self.num_frames)
+            item = clip_item(motion, scene_seed, motion_seed, self.size, self.num_frames)
+            item["caption"] = self.captions.get(motion, item["caption"])
+            yield item

@@ -29,6 +29,18 @@ BASE_MOTIONS = ("static", "pan_left", "pan_right", "pan_up", "pan_down", "zoom_i
 NOVEL_MOTIONS = ("zoom_out", "rotate_ccw", "waterfall", "birds", "firework", "clouds")
 ALL_MOTIONS = BASE_MOTIONS + NOVEL_MOTIONS
 
+# Web-like pretraining (base v2) splits the world's motions three ways, as a web-trained base sees them:
+# - captioned: learned with their own caption (the BASE motions);
+# - in prior: in the pretraining stream (a real share of the clips) under one generic caption, so the base
+#   can produce them but no prompt asks for one of them: the setting MIVA is built for;
+# - held out: never in pretraining (novel motion patterns: the paper's hardest claim).
+# Each of the last two holds a camera and a local motion.
+CAPTIONED_MOTIONS = BASE_MOTIONS
+IN_PRIOR_MOTIONS = ("rotate_ccw", "waterfall", "clouds")
+HELD_OUT_MOTIONS = ("zoom_out", "birds", "firework")
+GENERIC_CAPTION = "a video"  # the caption every in-prior clip carries in web-like pretraining
+SPLITS = {"captioned": CAPTIONED_MOTIONS, "in_prior": IN_PRIOR_MOTIONS, "held_out": HELD_OUT_MOTIONS}
+
 CAPTIONS = {
     "static": "a still scene",
     "pan_left": "camera pans left",
@@ -65,6 +77,12 @@ def caption_for(motion: str) -> str:
     """The short text phrase of a motion class."""
     check_motion(motion)
     return CAPTIONS[motion]
+
+
+def split_of(motion: str) -> str:
+    """"captioned", "in_prior" or "held_out" (see SPLITS)."""
+    check_motion(motion)
+    return next(name for name, motions in SPLITS.items() if motion in motions)
 
 
 def motion_id(motion: str) -> int:
