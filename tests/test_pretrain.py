@@ -69,7 +69,8 @@ def test_eval_base_remeasures_a_saved_base(tmp_path):
     from miva_lightning.backbones.tiny import save_tiny_backbone
     from miva_lightning.cli import eval_base
 
-    cfg = compose("eval_base", [f"paths.root={tmp_path}", "eval.n_per_motion=1", "eval.num_inference_steps=2"])
+    cfg = compose("eval_base", [f"paths.root={tmp_path}", "eval.n_per_motion=1", "eval.num_inference_steps=2",
+                                "eval.caption_control_n=1"])
     small = compose("pretrain", TINY + [f"paths.root={tmp_path}"]).backbone
     folder = save_tiny_backbone(build_backbone({**dict(small), "pretrained": None}), tmp_path / "tiny-x", {})
     cfg.backbone = small
@@ -79,3 +80,20 @@ def test_eval_base_remeasures_a_saved_base(tmp_path):
     assert saved["per_motion_accuracy"] == record["per_motion_accuracy"]
     assert saved["n_per_motion"] == 1 and saved["steps"] == 2 and saved["seed"] == 0
     assert saved["base"] == str(folder)
+    assert saved["split"]["rain"] == "captioned" and saved["split"]["waterfall"] == "in_prior"
+    assert set(saved["caption_control"]) == {"a still scene", "camera pans left", "camera pans right", "camera pans up",
+                                             "camera pans down", "camera zooms in", "the scene rotates clockwise",
+                                             "rain falls", "a video", ""}
+    assert all(sum(shares.values()) == pytest.approx(1.0) for shares in saved["caption_control"].values())
+    assert set(saved["best_caption"]) == {"zoom_out", "rotate_ccw", "waterfall", "birds", "firework", "clouds"}
+
+
+def test_base_v2_config_has_sd15_routes_and_web_like_data():
+    cfg = compose("pretrain", ["backbone=tiny2", "experiment=pretrain_v2"])
+    assert cfg.backbone.name == "tiny2" and not cfg.backbone.first_frame_concat and not cfg.backbone.text_to_time
+    assert list(cfg.backbone.unet.down_block_types) == ["CrossAttnDownBlockMotion", "DownBlockMotion"]
+    assert list(cfg.data.in_prior_motions) == ["rotate_ccw", "waterfall", "clouds"]
+    assert cfg.trainer.max_steps == cfg.recipe.cosine_decay_steps and cfg.recipe.budget_minutes is None
+    unet = build_backbone({**dict(compose("pretrain", ["backbone=tiny2"] + TINY).backbone), "pretrained": None}).unet
+    assert unet.config.in_channels == 48 and unet.config.time_cond_proj_dim is None  # no image channels, no text->time
+    assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlockMotion", "DownBlockMotion"]

@@ -18,8 +18,9 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from miva_lightning.backbones.factory import build_backbone
-    from miva_lightning.training.base_eval import evaluate_base, motion_table
+    from miva_lightning.training.base_eval import best_captions, caption_control, evaluate_base, motion_table
     from miva_lightning.utils import atomic_write_json, peak_rss_mb
+    from miva_lightning.world import ALL_MOTIONS, BASE_MOTIONS, GENERIC_CAPTION, caption_for, split_of
 
     torch.set_num_threads(int(cfg.num_threads))
     start = time.time()
@@ -30,9 +31,23 @@ def run(cfg: DictConfig) -> dict:
         backbone, cfg.eval.n_per_motion, cfg.eval.num_inference_steps, cfg.eval.guidance_scale, cfg.eval.seed,
         negative_prompt=cfg.eval.negative_prompt,
     )
+    n_control = int(cfg.eval.get("caption_control_n", 0))
+    captions = [caption_for(m) for m in BASE_MOTIONS] + [GENERIC_CAPTION, ""]
+    control = (
+        caption_control(backbone, captions, n_control, cfg.eval.num_inference_steps, cfg.eval.guidance_scale,
+                        cfg.eval.seed)
+        if n_control else {}
+    )
     record = {
         "per_motion_accuracy": result["per_motion_accuracy"],
+        "per_motion_accuracy_ci": result["per_motion_accuracy_ci"],
+        "per_motion_fidelity": result["per_motion_fidelity"],
         "mean_accuracy": result["mean_accuracy"],
+        "mean_accuracy_ci": result["mean_accuracy_ci"],
+        "split": {m: split_of(m) for m in ALL_MOTIONS},
+        "caption_control": control,
+        "caption_control_n": n_control,
+        "best_caption": best_captions(control, [m for m in ALL_MOTIONS if m not in BASE_MOTIONS]),
         "n_per_motion": result["n_per_motion"],
         "seed": cfg.eval.seed,
         "n": result["n_per_motion"] * len(result["per_motion_accuracy"]),
@@ -47,6 +62,8 @@ def run(cfg: DictConfig) -> dict:
     }
     atomic_write_json(Path(cfg.paths.results) / "base_eval.json", record)
     print(motion_table(record["per_motion_accuracy"], record["n_per_motion"], record.get("per_motion_fidelity")))
+    for caption, shares in control.items():
+        print(f"{caption or '(empty prompt)':<36} " + ", ".join(f"{m} {v:.0%}" for m, v in shares.items()))
     return record
 
 
