@@ -39,7 +39,8 @@ def probe(overrides: list[str]) -> dict:
     from miva_lightning.world import heldout_first_frames
 
     own = {key: value for key, value in (o.split("=", 1) for o in overrides) if key in ("motion", "lr")}
-    cfg = compose("demo", [o for o in overrides if o.split("=", 1)[0] not in own])
+    groups = [o.split("=", 1)[1] for o in overrides if o.startswith("backbone=")]  # training loads the same base
+    cfg = compose("demo", [o for o in overrides if o.split("=", 1)[0] not in own] + [f"backbone_group={g}" for g in groups[-1:]])
     motion, lr = own.get("motion", "zoom_out"), float(own.get("lr", 2e-4))
     torch.set_num_threads(int(cfg.num_threads))
     torch.manual_seed(int(cfg.seed))
@@ -53,9 +54,11 @@ def probe(overrides: list[str]) -> dict:
     generator = torch.Generator().manual_seed(int(cfg.seed))
     empty = encode_prompts(backbone, [""]).detach()
     started, steps, losses, epoch = time.perf_counter(), 0, [], 0
-    budget_s = float(cfg.train.max_minutes) * 60
+    # the demo's budget: train.max_steps, and train.max_minutes when set (null = steps only)
+    budget_s = float(cfg.train.max_minutes) * 60 if cfg.train.get("max_minutes") else float("inf")
+    max_steps = int(cfg.train.max_steps)
     loader = data.train_dataloader()
-    while time.perf_counter() - started < budget_s:
+    while time.perf_counter() - started < budget_s and steps < max_steps:
         loader.sampler.set_epoch(epoch)  # fresh windows and flips every epoch, as Lightning does
         for batch in loader:
             video = batch["video"]
@@ -66,7 +69,7 @@ def probe(overrides: list[str]) -> dict:
             optimizer.step()
             losses.append(loss.item())
             steps += 1
-            if time.perf_counter() - started >= budget_s:
+            if time.perf_counter() - started >= budget_s or steps >= max_steps:
                 break
         epoch += 1
     train_s = time.perf_counter() - started
@@ -96,7 +99,8 @@ def probe(overrides: list[str]) -> dict:
         "accuracy": accuracy,
         "how": {
             "data": f"demo config: {cfg.train.num_clips} world clips, seed {cfg.seed}, batch {cfg.train.batch_size}, "
-            f"{cfg.train.max_minutes} min, {cfg.num_threads} threads",
+            f"<= {cfg.train.max_steps} steps, <= {cfg.train.max_minutes} min, {cfg.num_threads} threads",
+            "base": cfg.backbone_group,
             "eval": f"held-out first frames world.heldout_first_frames({cfg.n_eval}, seed={cfg.eval_seed}); DDIM {s['steps']}, "
             f"sample seed {s['seed']}; judge classify_motion over all 14 classes",
             "overrides": overrides,

@@ -81,6 +81,7 @@ def load_or_pretrain_base(cfg: DictConfig):
 def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]:
     t = cfg.train
     return [
+        f"backbone={cfg.backbone_group}",
         f"motion={motion}",
         f"seed={cfg.seed}",
         f"num_threads={cfg.num_threads if cfg.get('num_threads') else 'null'}",
@@ -95,7 +96,7 @@ def train_overrides(cfg: DictConfig, motion: str, motion_dir: Path) -> list[str]
         f"data.flip_p={0.0 if motion in t.no_flip_motions else t.flip_p}",  # a flip turns pan_left into pan_right
         f"data.world_num_frames={t.world_num_frames}",
         f"trainer.max_steps={t.max_steps}",
-        f"++trainer.max_time='{max_time(float(t.max_minutes))}'",
+        *([f"++trainer.max_time='{max_time(float(t.max_minutes))}'"] if t.get("max_minutes") else []),
         f"optimization.lr={t.lr}",
         f"optimization.warmup_steps={t.warmup_steps}",
         f"loss.timestep_distribution={t.timestep_distribution}",
@@ -154,16 +155,28 @@ def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frame
     from miva_lightning.motion import judge_accuracy
     from miva_lightning.world import caption_for
 
+    from miva_lightning.world import GENERIC_CAPTION, split_of
+
     sample = sample_settings(cfg)
     labels = [motion] * len(frames)
     miva_videos = animate_batch(frames, [(str(adapter), 1.0)], backbone, **sample)
-    base_videos = animate_batch(
-        frames, [], backbone, prompt=caption_for(motion), guidance_scale=float(cfg.base.guidance_scale), **sample
-    )
-    miva_judge, base_judge = judge_accuracy(miva_videos, labels), judge_accuracy(base_videos, labels)
+    miva_judge = judge_accuracy(miva_videos, labels)
+    # The base prompted with the motion's caption and, for motions it learned without one (in prior), with the
+    # generic caption of web-like pretraining: the best of them stands beside the MIVA.
+    prompts = [caption_for(motion)] + ([GENERIC_CAPTION] if cfg.base.get("generic_caption", True) else [])
+    prompted = {}
+    for prompt in prompts:
+        videos = animate_batch(
+            frames, [], backbone, prompt=prompt, guidance_scale=float(cfg.base.guidance_scale), **sample
+        )
+        prompted[prompt] = (videos, judge_accuracy(videos, labels))
+    base_prompt = max(prompted, key=lambda p: prompted[p][1]["accuracy"])
+    base_videos, base_judge = prompted[base_prompt]
     write_clips(motion_dir / "miva", miva_videos, cfg.fps)
     write_clips(motion_dir / "base_prompted", base_videos, cfg.fps)
     return {
+        "split": split_of(motion),
+        "base_accuracy_per_prompt": {p: round(j["accuracy"], 4) for p, (_, j) in prompted.items()},
         "miva_accuracy": round(miva_judge["accuracy"], 4),
         "miva_accuracy_ci": [round(v, 4) for v in miva_judge["accuracy_ci"]],
         "miva_fidelity": rounded_or_none(miva_judge["fidelity"]),
@@ -175,7 +188,7 @@ def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frame
         "base_first_frame_psnr_db": first_frame_psnr_db(base_videos, frames),
         "miva_predictions": dict(Counter(miva_judge["predictions"])),
         "base_predictions": dict(Counter(base_judge["predictions"])),
-        "base_prompt": caption_for(motion),
+        "base_prompt": base_prompt,
     }
 
 
@@ -342,7 +355,10 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         summary = train_motion(cfg, motion, motion_dir)
         adapters[motion] = Path(summary["adapter_path"])
         row = evaluate_motion(cfg, backbone, motion, adapters[motion], frames, motion_dir)
-        row.update(train_time_s=summary["train_time_s"], steps=summary["steps"], adapter_path=summary["adapter_path"])
+        row.update(
+            train_time_s=summary["train_time_s"], train_steps=summary["steps"], steps=summary["steps"],
+            adapter_path=summary["adapter_path"],
+        )
         row["photos"] = evaluate_photos(cfg, backbone, [(str(adapters[motion]), 1.0)], motion_dir / "photos")
         results[group][motion] = row
         atomic_write_json(cfg.results_path, results)  # partial results survive an interrupted run
@@ -361,7 +377,9 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     overrides = list(sys.argv[1:] if argv is None else argv)
-    cfg = compose("demo", overrides + ["paths.output_dir=${out_dir}"])
+    # training composes train.yaml itself: it must load the same backbone group as the demo
+    groups = [o.split("=", 1)[1] for o in overrides if o.startswith("backbone=")]
+    cfg = compose("demo", overrides + ["paths.output_dir=${out_dir}"] + [f"backbone_group={g}" for g in groups[-1:]])
     return run_demo(cfg)
 
 
