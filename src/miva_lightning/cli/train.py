@@ -3,7 +3,7 @@
     miva-train motion=waterfall                       # ten clips of a novel world motion
     miva-train data=fewshot_folder data.root=/data/lamp motion=birds_fly
     miva-train experiment=miva_quick trainer.max_steps=50
-    miva-train resume_from=outputs/miva_train/<run>/checkpoints/last.ckpt   # continues exactly
+    miva-train hydra.run.dir=outputs/run1 resume_from=auto   # after any kill: continues exactly from the newest complete checkpoint
 
 The run folder (Hydra's output dir) gets checkpoints/ (adapter-only Lightning checkpoints every N steps),
 previews/ (GIF/MP4 from held-out first frames), the logger's files and `<motion>.safetensors`.
