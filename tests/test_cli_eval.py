@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from miva_lightning.cli.evaluate import run
+from miva_lightning.pipelines.evaluate import run
 from miva_lightning.config import compose
 from miva_lightning.data import write_frames, write_video
 

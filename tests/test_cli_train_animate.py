@@ -16,7 +16,7 @@ from miva_lightning.adapters import Miva, MivaConfig, base_identity, load_miva, 
 from miva_lightning.animate import animate, check_adapter_weights, load_image
 from miva_lightning.backbones import build_backbone
 from miva_lightning.backbones.tiny import load_tiny_backbone, save_tiny_backbone
-from miva_lightning.cli.animate import parse_adapter_spec, pop_adapter_flags
+from miva_lightning.pipelines.animate import parse_adapter_spec, pop_adapter_flags
 from miva_lightning.config import REPO_ROOT, compose
 from tiny_components import TINY_BACKBONE, TINY_MIVA
 

@@ -10,7 +10,9 @@ import torch
 
 from miva_lightning.backbones import build_backbone
 from miva_lightning.backbones.tiny import save_tiny_backbone
-from miva_lightning.cli.demo import chosen_controls, chosen_motions, combined_components, main, train_overrides
+from miva_lightning.pipelines.demo import (
+    chosen_controls, chosen_motions, combined_components, demo_config, run_demo, train_overrides,
+)
 from miva_lightning.config import REPO_ROOT, compose
 from miva_lightning.world import NOVEL_MOTIONS, render_clip, training_scene_seeds
 
@@ -78,13 +80,13 @@ def test_tiny_demo_end_to_end(tmp_path):
     base_cfg = compose("train", ["backbone.pretrained=null", "paths.output_dir=unused", *tiny])
     base = save_tiny_backbone(build_backbone(base_cfg.backbone), tmp_path / "base", recipe={"purpose": "tests"})
     results_path = tmp_path / "results" / "demo.json"
-    results = main([
+    results = run_demo(demo_config([
         f"backbone.pretrained={base}", "backbone.num_frames=4", f"out_dir={tmp_path / 'out'}",
         f"results_path={results_path}", "n_eval=2", "sample.steps=2", "train.max_steps=2", "train.num_clips=2",
         "train.batch_size=2", "train.checkpoint_every_n_steps=2", "train.preview_every_n_steps=2",
         "train.trainer=cpu", "train.overrides=['adapter.ca_rank=8','adapter.lora_rank=4','preview.num_first_frames=1']",
         f"photos=[{REPO_ROOT}/assets/photos/*.png]",
-    ])  # fmt: skip
+    ]))  # fmt: skip
     saved = json.loads(results_path.read_text())
     assert saved["n_eval"] == 2 and saved["seed"] == 42 and set(saved["motions"]) == {"zoom_out", "waterfall"}
     assert set(saved["controls"]) == {"pan_left", "pan_up"}

@@ -214,7 +214,7 @@ def test_validation_writes_previews_without_touching_training_rngs(template_back
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from miva_lightning.callbacks.previews import MivaPreviews
-    from miva_lightning.cli.train import FirstFrames
+    from miva_lightning.pipelines.train import FirstFrames
     from miva_lightning.world import heldout_first_frames
 
     module = fresh_module(template_backbone, preview_num_frames=3, preview_steps=2)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from miva_lightning.backbones.factory import build_backbone
-from miva_lightning.cli import pretrain
+from miva_lightning.pipelines import pretrain
 from miva_lightning.config import compose
 
 TINY = [
@@ -67,7 +67,7 @@ def test_config_hash_ignores_paths_but_not_recipe(tmp_path):
 @pytest.mark.slow
 def test_eval_base_remeasures_a_saved_base(tmp_path):
     from miva_lightning.backbones.tiny import save_tiny_backbone
-    from miva_lightning.cli import eval_base
+    from miva_lightning.pipelines import base_eval
 
     cfg = compose("eval_base", [f"paths.root={tmp_path}", "eval.n_per_motion=1", "eval.num_inference_steps=2",
                                 "eval.caption_control_n=1"])
@@ -75,7 +75,7 @@ def test_eval_base_remeasures_a_saved_base(tmp_path):
     folder = save_tiny_backbone(build_backbone({**dict(small), "pretrained": None}), tmp_path / "tiny-x", {})
     cfg.backbone = small
     cfg.backbone.pretrained = str(folder)
-    record = eval_base.run(cfg)
+    record = base_eval.run(cfg)
     saved = json.loads((tmp_path / "results" / "base_eval.json").read_text())
     assert saved["per_motion_accuracy"] == record["per_motion_accuracy"]
     assert saved["n_per_motion"] == 1 and saved["steps"] == 2 and saved["seed"] == 0

@@ -29,8 +29,8 @@ import torch
 
 def probe(overrides: list[str]) -> dict:
     from miva_lightning.backbones import encode_prompts
-    from miva_lightning.cli.demo import load_or_pretrain_base, sample_settings, train_overrides
-    from miva_lightning.cli.train import build_datamodule
+    from miva_lightning.pipelines.demo import load_or_pretrain_base, sample_settings, train_overrides
+    from miva_lightning.pipelines.train import build_datamodule
     from miva_lightning.config import compose
     from miva_lightning.motion import judge_accuracy
     from miva_lightning.sampling.sampler import sample_video

@@ -541,7 +541,7 @@ def check_eval_config(cfg: Any) -> None:
             raise InputFileNotFoundError(f"{key} {_quote(folder)} does not exist or is not a folder ({key}=... "
                                          "must be a folder of video files, GIFs or frame folders)")  # fmt: skip
         if not any(not p.name.startswith(".") for p in Path(str(folder)).iterdir()):
-            # file formats are checked when the clips are listed (cli/evaluate.py list_clips)
+            # file formats are checked when the clips are listed (pipelines/evaluate.py list_clips)
             raise InputFileNotFoundError(f"no clips (video files, GIFs or frame folders) in {folder} ({key}=...)")
     for key, kind in (("prompts", "file"), ("images_dir", "folder")):
         value = _select(cfg, key)
