@@ -13,17 +13,21 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
+from miva_lightning.backbones.base import Backbone
 from miva_lightning.backbones.tiny import build_tiny_backbone
 from miva_lightning.backbones.tokenizer import encode_prompts
 from miva_lightning.training.diffusion_loss import diffusion_loss
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, backbone_cfg: Mapping[str, Any], recipe: Mapping[str, Any]):
+    """Trains every UNet and text-encoder weight; `backbone` (optional) continues a trained base instead of
+    building a fresh one from `backbone_cfg` (the `large_data` method, `training/large_data_module.py`)."""
+
+    def __init__(self, backbone_cfg: Mapping[str, Any], recipe: Mapping[str, Any], backbone: Backbone | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["backbone"])
         self.recipe = dict(recipe)
-        self.backbone = build_tiny_backbone(backbone_cfg)
+        self.backbone = build_tiny_backbone(backbone_cfg) if backbone is None else backbone
         # registered as submodules so Lightning moves, trains and checkpoints them
         self.unet = self.backbone.unet
         self.text_encoder = self.backbone.text_encoder

@@ -12,7 +12,7 @@ from miva_lightning.world.clips import (
     render_first_frame,
     training_scene_seeds,
 )
-from miva_lightning.world.datasets import MotionWorldDataset, MotionWorldStream
+from miva_lightning.world.datasets import MotionWorldClips, MotionWorldDataset, MotionWorldStream
 from miva_lightning.world.lamp_layout import write_lamp_layout
 from miva_lightning.world.motions import (
     ALL_MOTIONS,
@@ -41,6 +41,7 @@ __all__ = [
     "HELDOUT_SEED_START",
     "LOCAL_MOTIONS",
     "MotionClip",
+    "MotionWorldClips",
     "MotionWorldDataset",
     "MotionWorldStream",
     "NOVEL_MOTIONS",

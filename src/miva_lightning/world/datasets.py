@@ -104,9 +104,32 @@ class MotionWorldStream(IterableDataset):
         worker = 0 if info is None else info.id
         rng = np.random.default_rng([self.seed, worker, 0x57AEA])
         while True:
-            motion = self.motions[int(rng.integers(len(self.motions)))]
-            scene_seed = int(rng.integers(0, HELDOUT_SEED_START))
-            motion_seed = int(rng.integers(0, 2**32))
-            item = clip_item(motion, scene_seed, motion_seed, self.size, self.num_frames)
-            item["caption"] = self.captions.get(motion, item["caption"])
-            yield item
+            yield self.draw(rng)
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        """One fresh clip: a uniform motion, a training scene seed, a random motion seed, from `rng`."""
+        motion = self.motions[int(rng.integers(len(self.motions)))]
+        scene_seed = int(rng.integers(0, HELDOUT_SEED_START))
+        motion_seed = int(rng.integers(0, 2**32))
+        item = clip_item(motion, scene_seed, motion_seed, self.size, self.num_frames)
+        item["caption"] = self.captions.get(motion, item["caption"])
+        return item
+
+
+class MotionWorldClips(Dataset):
+    """The first `num_clips` draws of a stream's distribution as a map-style dataset: item i is
+    `stream.draw` from a generator seeded by (stream.seed, i) alone, so `StepKeyedBatches` can resume it
+    exactly. With num_clips = steps x batch every training clip is fresh (the `large_data` method)."""
+
+    def __init__(self, stream: MotionWorldStream, num_clips: int):
+        if num_clips < 1:
+            raise ValueError(f"num_clips={num_clips}; use at least 1")
+        self.stream, self.num_clips = stream, int(num_clips)
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.num_clips:
+            raise IndexError(f"index {index} out of range for {self.num_clips} clips")
+        return self.stream.draw(np.random.default_rng([self.stream.seed, index, 0xC11B5]))
