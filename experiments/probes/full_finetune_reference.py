@@ -7,8 +7,10 @@ on exactly the demo's data (same clips, windows, flips, batch, seed and minutes;
 MIVA sees) and judges it on the same held-out first frames with the same sampler and judge. If full
 fine-tuning fails too, the limit is the data and the base, not the adapter.
 
-It is a measurement, not a baseline implementation (Table 2's fine-tuned baselines will be
-LightningModules with checkpoints). Plain torch loop: nothing here needs resuming.
+It is a measurement, not a baseline implementation: the baseline is `FullFinetuneModule`
+(`miva-train method=full_ft`, checkpoints and exact resume, lr 2e-4 and no weight decay as here). This probe
+stays for what it adds: the demo's time budget and accuracy on the training first frames beside the held-out
+ones. Plain torch loop: nothing here needs resuming.
 
     .venv/bin/python experiments/probes/full_finetune_reference.py motion=zoom_out [lr=2e-4] [any demo override]
 
