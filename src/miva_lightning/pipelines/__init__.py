@@ -1,7 +1,9 @@
 """The jobs behind the console entry points: each module does one job from a composed config to its
 results; `cli/` holds only thin Hydra wrappers over these (and nothing imports a `cli/` module).
 
-- `train`: train one MIVA on a few-shot set and export its `.safetensors` (`train_miva`; `miva-train`)
+- `train`: train one method (default: a MIVA) on a few-shot set and export it (`train_method`, alias
+  `train_miva`; `miva-train [method=...]`)
+- `methods`: the comparison's methods (`configs/method/`): `method_config`, `load_trained`, `sample_method`
 - `animate`: animate one image with MIVAs and write MP4/GIF (`run_animate`; `miva-animate`)
 - `evaluate`: score generated videos against reference clips (`evaluate_folders`, `run`; `miva-eval`)
 - `demo`: train, animate and judge novel motions and a combination (`run_demo`; `cli/demo.py`, `make demo`)
