@@ -1,0 +1,126 @@
+"""The report's figures: accuracy with intervals per method and split, accuracy against trainable parameters,
+and a GIF grid (methods x motions) of the first held-out video of every cell (the same first frame everywhere).
+
+matplotlib (Agg, no display) is imported here only, so the cells and the tables never need it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from miva_lightning.utils import atomic_path
+
+SPLIT_STYLE = {"in_prior": ("tab:blue", "o"), "held_out": ("tab:orange", "s"), "captioned": ("tab:green", "^")}
+TILE_SCALE = 3  # 32 px tiles are tiny: nearest-neighbour upscaling keeps their pixels honest
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    _pyplot().close(figure)
+    return path
+
+
+def _error(row: dict[str, Any]) -> list[float]:
+    low, high = row["accuracy_ci"]
+    return [row["accuracy"] - low, high - row["accuracy"]]
+
+
+def accuracy_by_split(summary: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Pooled accuracy with its Wilson 95 % interval, one marker per split, methods along x."""
+    plt = _pyplot()
+    rows = [r for r in summary if r["accuracy"] is not None]
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    figure, axes = plt.subplots(figsize=(1.3 * max(len(methods), 3) + 1, 3.6))
+    for index, split in enumerate(splits):
+        color, marker = SPLIT_STYLE.get(split, ("tab:gray", "d"))
+        chosen = [r for r in rows if r["split"] == split]
+        x = [methods.index(r["method"]) + (index - (len(splits) - 1) / 2) * 0.18 for r in chosen]
+        errors = list(zip(*[_error(r) for r in chosen])) if chosen else [[], []]
+        axes.errorbar(x, [r["accuracy"] for r in chosen], yerr=errors, fmt=marker, color=color, capsize=3, label=split)
+    axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_ylabel("judged motion accuracy")
+    axes.set_title("Table 2: accuracy per method and split (Wilson 95 %)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(frameon=False)
+    return _save(figure, path)
+
+
+def accuracy_vs_params(summary: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Accuracy against trainable parameters (symlog x: the prompted base trains none)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 3.8))
+    for split in dict.fromkeys(r["split"] for r in summary):
+        color, marker = SPLIT_STYLE.get(split, ("tab:gray", "d"))
+        rows = [r for r in summary if r["split"] == split and r["accuracy"] is not None]
+        if not rows:
+            continue
+        params = [r["trainable_params"] or 0 for r in rows]
+        errors = list(zip(*[_error(r) for r in rows]))
+        axes.errorbar(params, [r["accuracy"] for r in rows], yerr=errors, fmt=marker, color=color, capsize=3, label=split)
+        for p, r in zip(params, rows):
+            axes.annotate(r["method"], (p, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set_xscale("symlog", linthresh=1)  # 0 (the prompted base) stays on the axis
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xlabel("trainable parameters")
+    axes.set_ylabel("judged motion accuracy")
+    axes.grid(alpha=0.3)
+    axes.legend(frameon=False)
+    return _save(figure, path)
+
+
+def _label(text: str, width: int, height: int):
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(image).text((2, max(0, height // 2 - 6)), text, fill="black")
+    return np.asarray(image)
+
+
+def gif_grid(cells: Sequence[dict[str, Any]], path: Path, fps: float = 4.0) -> Path | None:
+    """Rows: methods; columns: motions; each tile the lowest seed's sample GIF (blank when missing)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    motions = list(dict.fromkeys(c["motion"] for c in sorted(cells, key=lambda c: (c["split"], c["motion"]))))
+    clips: dict[tuple[str, str], Any] = {}
+    for cell in sorted(cells, key=lambda c: int(c["seed"])):
+        gif = cell.get("sample_gif")
+        key = (cell["method"], cell["motion"])
+        if key not in clips and cell["status"] == "ok" and gif and Path(gif).is_file():
+            clips[key] = np.asarray(iio.imread(gif, index=None))[..., :3]
+    if not clips:
+        return None
+    frames, tile_h, tile_w = (max(len(c) for c in clips.values()), *next(iter(clips.values())).shape[1:3])
+    tile_h, tile_w = tile_h * TILE_SCALE, tile_w * TILE_SCALE
+    label_w, label_h = 90, 14
+    grid = np.full((frames, label_h + len(methods) * tile_h, label_w + len(motions) * tile_w, 3), 255, np.uint8)
+    for j, motion in enumerate(motions):
+        grid[:, :label_h, label_w + j * tile_w : label_w + (j + 1) * tile_w] = _label(motion, tile_w, label_h)
+    for i, method in enumerate(methods):
+        top = label_h + i * tile_h
+        grid[:, top : top + tile_h, :label_w] = _label(method, label_w, tile_h)
+        for j, motion in enumerate(motions):
+            clip = clips.get((method, motion))
+            if clip is None:
+                continue
+            clip = clip.repeat(TILE_SCALE, axis=1).repeat(TILE_SCALE, axis=2)
+            clip = np.concatenate([clip, np.repeat(clip[-1:], frames - len(clip), axis=0)])  # hold the last frame
+            grid[:, top : top + tile_h, label_w + j * tile_w : label_w + (j + 1) * tile_w] = clip
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, grid, extension=".gif", duration=1000 / fps, loop=0)
+    return path
