@@ -96,7 +96,9 @@ def gif_grid(cells: Sequence[dict[str, Any]], path: Path, fps: float = 4.0) -> P
     import numpy as np
 
     methods = list(dict.fromkeys(c["method"] for c in cells))
-    motions = list(dict.fromkeys(c["motion"] for c in sorted(cells, key=lambda c: (c["split"], c["motion"]))))
+    splits = list(SPLIT_STYLE)  # in_prior, held_out, captioned: the table's order
+    by_split = sorted(cells, key=lambda c: (splits.index(c["split"]) if c["split"] in splits else len(splits), c["motion"]))
+    motions = list(dict.fromkeys(c["motion"] for c in by_split))
     clips: dict[tuple[str, str], Any] = {}
     for cell in sorted(cells, key=lambda c: int(c["seed"])):
         gif = cell.get("sample_gif")
