@@ -52,9 +52,10 @@ evaluate: setup
 # The paper's Table 2 on the embedded base v2 (configs/table2.yaml, results/table2/): one Hydra multirun job per
 # (method, motion, seed) cell, each writing one JSON; then the report (table2.{json,csv,md}, plots, grid.gif).
 # Full: every few-shot motion of the in_prior and held_out splits x all 7 methods x 2 seeds = 84 cells at
-# 200 optimizer steps per trained method, sized for <= 2 h on 2 quiet CPU cores (~0.35 s/step x 200 x 72
-# trained cells ~ 84 min, plus ~20 s of sampling and judging per cell). QUICK=1: rotate_ccw (in_prior) and
-# zoom_out (held_out) x all methods x seed 0 = 14 cells at 60 steps, <= 15 min (results/table2_quick/).
+# 300 optimizer steps per trained method, sized for <= 2 h on 2 CPU cores (measured 0.16-0.20 s/step for every
+# method: 72 trained cells x 300 steps ~ 72 min, plus ~12 s of sampling and judging per cell ~ 17 min; see
+# configs/table2_grid/full.yaml). QUICK=1: rotate_ccw (in_prior) and zoom_out (held_out) x all methods x seed 0
+# = 14 cells at 120 steps, <= 15 min (results/table2_quick/).
 # Interrupted? Run the same command again: finished cells are reused, a killed training resumes.
 # The base v2 must exist (artifacts/base/tiny2.json): `make pretrain ARGS="backbone=tiny2 experiment=pretrain_v2"`.
 TABLE2_GRID := $(if $(QUICK),quick,full)
