@@ -201,7 +201,7 @@ def test_killed_mid_training_then_rerun_ends_with_the_uninterrupted_table(micro_
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     checkpoints = tmp_path / "outputs" / "table2_work" / "miva"
     deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None and not list(checkpoints.glob("*/*/checkpoints/*.ckpt")):
+    while time.time() < deadline and process.poll() is None and not list(checkpoints.glob("*/*/checkpoints/step_*.ckpt")):  # complete (not .partial-)
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -210,7 +210,7 @@ def test_killed_mid_training_then_rerun_ends_with_the_uninterrupted_table(micro_
     assert len(finished) == 1  # base_prompted done, miva killed mid-training
     result = subprocess.run(grid_command(tmp_path), cwd=REPO_ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resume_from=auto: resuming from" in result.stdout + result.stderr
+    assert "resume_from=auto: resuming from" in result.stdout + result.stderr, (result.stdout + result.stderr)[-4000:]
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     machine = {"platform": "test"}
     assert comparable(build_report(load_cells(out), "c", machine)) == comparable(build_report(load_cells(micro_grid), "c", machine))
