@@ -114,6 +114,16 @@ def report(line: str) -> None:
     sys.stderr.flush()
 
 
+def exit_with_one_line(error: Exception) -> None:
+    """An input error becomes one line on stderr and `SystemExit(2)`; anything else (a bug, or a full
+    traceback asked for) returns, and the caller re-raises it."""
+    line = input_error_line(error)
+    if line is None or full_errors_requested():
+        return
+    report(line)
+    raise SystemExit(INPUT_ERROR_EXIT) from None
+
+
 def report_input_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Hydra task function: input errors become one line on stderr and `SystemExit(2)`."""
 
@@ -122,11 +132,8 @@ def report_input_errors(task: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return task(*args, **kwargs)
         except Exception as error:
-            line = input_error_line(error)
-            if line is None or full_errors_requested():
-                raise
-            report(line)
-            raise SystemExit(INPUT_ERROR_EXIT) from None
+            exit_with_one_line(error)
+            raise
 
     return wrapped
 
@@ -182,8 +189,5 @@ def run_cli(entry: Callable[[], Any], argv: list[str] | None = None) -> Any:
         try:
             return entry()
         except Exception as error:
-            line = input_error_line(error)
-            if line is None or full_errors_requested():
-                raise
-            report(line)
-            raise SystemExit(INPUT_ERROR_EXIT) from None
+            exit_with_one_line(error)
+            raise

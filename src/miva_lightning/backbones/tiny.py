@@ -9,13 +9,9 @@ backbone.yaml (the config it was built from), recipe.json (how it was trained), 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNetMotionModel
 from omegaconf import DictConfig, OmegaConf
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -23,7 +19,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from miva_lightning.backbones.base import Backbone
 from miva_lightning.backbones.pixel_codec import PixelShuffleCodec
 from miva_lightning.backbones.tokenizer import build_text_encoder, build_word_tokenizer, caption_words
-from miva_lightning.utils import atomic_write_json, atomic_write_text, file_sha256
+from miva_lightning.utils import atomic_folder, atomic_write_json, atomic_write_text, file_sha256
 
 PARTS = ("unet", "text_encoder", "tokenizer", "scheduler")
 
@@ -102,10 +98,7 @@ def build_tiny_backbone(cfg: Mapping[str, Any] | DictConfig) -> Backbone:
 
 def save_tiny_backbone(backbone: Backbone, folder: str | Path, recipe: Mapping[str, Any]) -> Path:
     """Write the backbone atomically: everything goes to a temporary sibling folder renamed at the end."""
-    final = Path(folder)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         backbone.unet.save_pretrained(tmp / "unet")
         backbone.text_encoder.save_pretrained(tmp / "text_encoder")
         backbone.tokenizer.save_pretrained(tmp / "tokenizer")
@@ -117,13 +110,7 @@ def save_tiny_backbone(backbone: Backbone, folder: str | Path, recipe: Mapping[s
             (str(path.relative_to(tmp)), file_sha256(path)) for path in tmp.rglob("*") if path.is_file()
         )
         atomic_write_text(tmp / "SHA256SUMS", "".join(f"{digest}  {name}\n" for name, digest in sums))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return Path(folder)
 
 
 def verify_checksums(folder: Path) -> None:
