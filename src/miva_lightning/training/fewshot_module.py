@@ -13,6 +13,7 @@ even when Lightning calls `train()`, never given to the optimizer, never written
 
 from __future__ import annotations
 
+import abc
 import warnings
 from collections import deque
 from typing import Any
@@ -31,7 +32,7 @@ RECENT_LOSSES = 50  # how many training losses `recent_loss` averages (one batch
 PROMPT_MODES = ("empty", "caption")
 
 
-class FewShotModule(L.LightningModule):
+class FewShotModule(L.LightningModule, abc.ABC):
     """Backbone with a subclass-chosen trainable part; see the module docstring."""
 
     trained_part = "trained part"  # how errors name what trains ("MIVA", "UNet", ...)
@@ -79,16 +80,17 @@ class FewShotModule(L.LightningModule):
         self.recent_losses: deque[torch.Tensor] = deque(maxlen=RECENT_LOSSES)  # detached training losses
 
     # ----------------------------------------------------------------- what trains (subclasses)
+    @abc.abstractmethod
     def trainable_parameters(self) -> list[nn.Parameter]:
-        raise NotImplementedError
+        """The parameters the optimizer holds."""
 
     def trainable_modules(self) -> list[nn.Module]:
         """Modules put in train mode by `train()` (everything else of the backbone stays in eval mode)."""
         return []
 
+    @abc.abstractmethod
     def trainable_state_keys(self) -> set[str]:
         """The `state_dict` keys a checkpoint keeps."""
-        raise NotImplementedError
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         return [{"params": self.trainable_parameters(), "lr": self.optimization.lr, "name": "trainable"}]
