@@ -12,17 +12,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from miva_lightning.metrics.intervals import finite_or_none
 
 if TYPE_CHECKING:
     import torch
-
-
-def finite_or_none(value: Any, digits: int = 6) -> float | None:
-    """JSON has no NaN: undefined numbers (fidelity of static / firework, unavailable metrics) become null."""
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else round(value, digits)
 
 
 def reference_clips(motion: str, n: int, size: int, num_frames: int, seed: int) -> torch.Tensor:

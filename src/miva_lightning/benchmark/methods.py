@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from miva_lightning.benchmark.identity import method_name, work_dir
-from miva_lightning.benchmark.provenance import compose_config
+from miva_lightning.config import compose
+from miva_lightning.pipelines.methods import BACKBONE_METHODS
 
 if TYPE_CHECKING:
     import torch
 
-FLIP_CHANGES_CLASS = ("rotate_ccw", "rotate_cw", "pan_left", "pan_right")  # no horizontal flips for these
-ADAPTED_BASE = ("full_ft", "large_data", "lamp")  # their export is a modified copy of the base
 
 
 @dataclass
@@ -53,6 +52,8 @@ def training_config(cfg: DictConfig) -> DictConfig:
     """The `miva-train` config of this cell: its method, motion, seed and budget, the cell's backbone node
     verbatim (training and sampling must use the same base), a run folder keyed by the cell's config hash and
     `resume_from=auto`, so a killed cell continues from its newest checkpoint instead of starting over."""
+    from miva_lightning.world.motions import FLIP_CHANGES_CLASS
+
     budget, motion, run_dir = cfg.budget, str(cfg.motion), work_dir(cfg)
     overrides = [
         f"method={method_name(cfg)}",
@@ -81,7 +82,7 @@ def training_config(cfg: DictConfig) -> DictConfig:
         "preview.at_end=false",
         *list(budget.train_overrides),
     ]
-    train_cfg = compose_config("train", overrides)
+    train_cfg = compose("train", overrides)
     train_cfg.backbone = OmegaConf.create(OmegaConf.to_container(cfg.backbone, resolve=True))
     train_cfg.method = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
     return train_cfg
@@ -158,7 +159,7 @@ def sample(cfg: DictConfig, trained: Trained, backbone, frames: torch.Tensor, mo
 def retention_backbone(cfg: DictConfig, trained: Trained, backbone):
     """The model retention is measured on: the base itself for adapter methods (adapter off), the adapted copy
     of the base for methods that change its weights (see the module docstring)."""
-    if method_name(cfg) not in ADAPTED_BASE:
+    if method_name(cfg) not in BACKBONE_METHODS:
         return backbone
     from miva_lightning.pipelines.train import load_trained
 

@@ -13,7 +13,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from miva_lightning.config import REPO_ROOT
 
@@ -85,16 +85,3 @@ class PeakMemory:
 
         return round(peak_rss_mb(), 1)
 
-
-def compose_config(name: str, overrides: Sequence[str]):
-    """Compose `configs/<name>.yaml`, also from inside a running Hydra app (a `miva-table2` job), where
-    `config.compose`'s fresh initialisation is refused because Hydra is already initialised."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        from hydra import compose as hydra_compose
-
-        return hydra_compose(config_name=name, overrides=list(overrides))
-    from miva_lightning.config import compose
-
-    return compose(name, overrides)

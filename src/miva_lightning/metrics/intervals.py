@@ -14,6 +14,15 @@ from scipy import stats
 CONFIDENCE = 0.95
 
 
+def finite_or_none(value: float, digits: int | None = 6) -> float | None:
+    """A reported number as JSON can hold it: NaN/inf (fidelity of static or firework, an unavailable metric)
+    become null; `digits` rounds (None keeps the float as it is)."""
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return value if digits is None else round(value, digits)
+
+
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of a rate successes / n; (nan, nan) when n = 0."""
     if n <= 0:

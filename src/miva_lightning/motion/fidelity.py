@@ -53,12 +53,23 @@ def nominal_camera_vector(motion: str) -> np.ndarray:
     return vector
 
 
-def global_motion_vector(estimate: MotionEstimate) -> np.ndarray:
-    """g = (dx, dy, ln s R, a R) of an estimate's fitted global motion, reference px/frame."""
-    s = estimate.summary
+def motion_vector(dx: float, dy: float, scale: float, angle_deg: float) -> np.ndarray:
+    """(dx, dy, ln s R, a R) of a similarity motion given in reference px/frame, scale and degrees per frame."""
     return np.array(
-        [s.dx, s.dy, math.log(max(s.scale, 1e-6)) * TYPICAL_RADIUS_PX, math.radians(s.angle_deg) * TYPICAL_RADIUS_PX]
+        [dx, dy, math.log(max(scale, 1e-6)) * TYPICAL_RADIUS_PX, math.radians(angle_deg) * TYPICAL_RADIUS_PX]
     )
+
+
+def global_motion_vector(estimate: MotionEstimate) -> np.ndarray:
+    """g of an estimate's fitted global motion (medians over frame pairs)."""
+    s = estimate.summary
+    return motion_vector(s.dx, s.dy, s.scale, s.angle_deg)
+
+
+def speed_fraction(vector: np.ndarray, motion: str) -> float:
+    """A motion vector projected on `motion`'s nominal vector, over that vector's size squared."""
+    target = nominal_camera_vector(motion)
+    return float(vector @ target / (target @ target))
 
 
 def fidelity_of_estimate(estimate: MotionEstimate, motion: str) -> float:
@@ -67,8 +78,7 @@ def fidelity_of_estimate(estimate: MotionEstimate, motion: str) -> float:
     if motion == "static" or motion == "firework":
         return math.nan
     if motion in M.CAMERA_MOTIONS:
-        target = nominal_camera_vector(motion)
-        return float(global_motion_vector(estimate) @ target / (target @ target))
+        return speed_fraction(global_motion_vector(estimate), motion)
     if estimate.span_gain >= CAMERA_GAIN:  # a camera motion explains the change: no layer moves alone
         return 0.0
     (ux, uy), speed = LOCAL_DIRECTIONS[motion]

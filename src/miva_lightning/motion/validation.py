@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from miva_lightning.metrics.intervals import mean_interval, wilson_interval
-from miva_lightning.motion.classify import TYPICAL_RADIUS_PX, classify_estimate
+from miva_lightning.motion.classify import classify_estimate
 from miva_lightning.motion.estimator import REFERENCE_WIDTH, estimate_motion
-from miva_lightning.motion.fidelity import fidelity_of_estimate, nominal_camera_vector
+from miva_lightning.motion.fidelity import fidelity_of_estimate, motion_vector, speed_fraction
 from miva_lightning.world import motions as M
 from miva_lightning.world.clips import camera_coordinates, camera_params, heldout_scene_seeds, render_clip
 from miva_lightning.world.local_motions import LOCAL_LAYERS
@@ -130,17 +130,9 @@ SWEEP_SPEEDS = (0.25, 0.35, 0.5, 1.0, 2.0)  # multiples of each camera class's w
 def true_fraction(params: dict, motion: str, size: int) -> float:
     """The speed fraction a clip was rendered with: its ground-truth motion projected on the class's
     nominal motion, as `motion_fidelity` measures it (0.35 for a 0.35x clip, up to the +-10 % jitter)."""
-    target = nominal_camera_vector(motion)
     to_reference = REFERENCE_WIDTH / size
-    truth = np.array(
-        [
-            params["dx_px"] * to_reference,
-            params["dy_px"] * to_reference,
-            np.log(params["scale"]) * TYPICAL_RADIUS_PX,
-            np.radians(params["angle_deg"]) * TYPICAL_RADIUS_PX,
-        ]
-    )
-    return float(truth @ target / (target @ target))
+    truth = motion_vector(params["dx_px"] * to_reference, params["dy_px"] * to_reference, params["scale"], params["angle_deg"])
+    return speed_fraction(truth, motion)
 
 
 def speed_sweep_clips(

@@ -150,10 +150,9 @@ def write_clips(folder: Path, videos: torch.Tensor, fps: float, stem: str = "hel
 
 def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frames: torch.Tensor, motion_dir: Path):
     from miva_lightning.animate import animate_batch
+    from miva_lightning.metrics.intervals import finite_or_none
     from miva_lightning.motion import judge_accuracy
-    from miva_lightning.world import caption_for
-
-    from miva_lightning.world import GENERIC_CAPTION, split_of
+    from miva_lightning.world import GENERIC_CAPTION, caption_for, split_of
 
     sample = sample_settings(cfg)
     labels = [motion] * len(frames)
@@ -177,22 +176,17 @@ def evaluate_motion(cfg: DictConfig, backbone, motion: str, adapter: Path, frame
         "base_accuracy_per_prompt": {p: round(j["accuracy"], 4) for p, (_, j) in prompted.items()},
         "miva_accuracy": round(miva_judge["accuracy"], 4),
         "miva_accuracy_ci": [round(v, 4) for v in miva_judge["accuracy_ci"]],
-        "miva_fidelity": rounded_or_none(miva_judge["fidelity"]),
-        "miva_fidelity_ci": [rounded_or_none(v) for v in miva_judge["fidelity_ci"]],
+        "miva_fidelity": finite_or_none(miva_judge["fidelity"], 4),
+        "miva_fidelity_ci": [finite_or_none(v, 4) for v in miva_judge["fidelity_ci"]],
         "base_accuracy": round(base_judge["accuracy"], 4),
         "base_accuracy_ci": [round(v, 4) for v in base_judge["accuracy_ci"]],
-        "base_fidelity": rounded_or_none(base_judge["fidelity"]),
+        "base_fidelity": finite_or_none(base_judge["fidelity"], 4),
         "first_frame_psnr_db": first_frame_psnr_db(miva_videos, frames),
         "base_first_frame_psnr_db": first_frame_psnr_db(base_videos, frames),
         "miva_predictions": dict(Counter(miva_judge["predictions"])),
         "base_predictions": dict(Counter(base_judge["predictions"])),
         "base_prompt": base_prompt,
     }
-
-
-def rounded_or_none(value: float) -> float | None:
-    """Motion fidelity is NaN for static and firework: JSON gets null."""
-    return None if math.isnan(value) else round(float(value), 4)
 
 
 def sample_settings(cfg: DictConfig) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from typing import Sequence
@@ -10,6 +9,7 @@ from typing import Sequence
 import torch
 
 from miva_lightning.backbones.tokenizer import encode_prompts
+from miva_lightning.metrics.intervals import finite_or_none
 from miva_lightning.motion import classify_motion, judge_accuracy
 from miva_lightning.sampling.sampler import sample_video
 from miva_lightning.world import BASE_MOTIONS, caption_for, heldout_first_frames
@@ -85,8 +85,8 @@ def evaluate_base(
         "mean_accuracy_ci": judged["accuracy_ci"],
         "per_motion_accuracy": {m: judged["per_class"][m] for m in motions},
         "per_motion_accuracy_ci": {m: judged["per_class_ci"][m] for m in motions},
-        "per_motion_fidelity": {m: _finite_or_none(judged["per_class_fidelity"][m]) for m in motions},
-        "per_motion_fidelity_ci": {m: [_finite_or_none(v) for v in judged["per_class_fidelity_ci"][m]] for m in motions},
+        "per_motion_fidelity": {m: finite_or_none(judged["per_class_fidelity"][m], None) for m in motions},
+        "per_motion_fidelity_ci": {m: [finite_or_none(v, None) for v in judged["per_class_fidelity_ci"][m]] for m in motions},
         "n_per_motion": n_per_motion,
         "confusion": judged["confusion"],
         "invalid": judged["invalid"],
@@ -141,11 +141,6 @@ def best_captions(control: dict[str, dict[str, float]], motions: Sequence[str]) 
         if caption is not None:
             best[motion] = {"caption": caption, "share": control[caption].get(motion, 0.0)}
     return best
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: an undefined fidelity (static, firework) is written as null."""
-    return None if math.isnan(value) else float(value)
 
 
 def motion_table(per_motion: dict[str, float], n: int, fidelity: dict[str, float | None] | None = None) -> str:

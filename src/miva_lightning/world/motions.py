@@ -69,6 +69,9 @@ FIREWORK_SPEED_PX = 2.0  # outer ring radius growth per frame (inner ring: half)
 BIRD_SPEED_PX = 3.0
 CLOUD_SPEED_PX = 1.5
 
+# a horizontal flip turns these into another class (pan left <-> pan right, cw <-> ccw): no flip augmentation
+FLIP_CHANGES_CLASS = ("rotate_ccw", "rotate_cw", "pan_left", "pan_right")
+
 # content flow direction (unit dx, dy) of each pan, following the convention above
 PAN_DIRECTIONS = {"pan_left": (1.0, 0.0), "pan_right": (-1.0, 0.0), "pan_up": (0.0, 1.0), "pan_down": (0.0, -1.0)}
 
