@@ -1,11 +1,12 @@
 """One cell of Table 2: (method, motion, seed) -> ONE JSON file, written atomically.
 
-`run_cell(cfg)` takes a composed `table2` config (configs/table2.yaml) and
+`run_cell(cfg)` takes a composed `table2` config (configs/table2.yaml; the ablation and sweep grids run the
+same cells under their own `label`) and
 1. returns the cell's existing JSON untouched when it finished (status "ok") with the same config hash, so a
    re-run after any kill recomputes only what is missing (`force=true` recomputes);
-2. trains the method (`methods.train`; its run folder is keyed by the config hash and resumes from its newest
+2. trains the method (`methods.train`; its run folder is keyed by the training hash and resumes from its newest
    checkpoint), animates `n_eval` held-out first frames, measures them (`measures`), measures retention;
-3. writes `<out_dir>/cells/<method>/<motion>/seed<seed>.json` and a GIF of the first held-out video.
+3. writes `<out_dir>/cells/<label>/<motion>/seed<seed>.json` and a GIF of the first held-out video.
 A training or evaluation that raises is written as status "failed: <stage>: <error>" with the traceback's
 tail, never dropped; only a killed process leaves no JSON (and the next run computes the cell).
 `train_time_s` and `final_loss` describe the training done by the process that finished the cell: after a
@@ -23,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from miva_lightning.benchmark import methods
-from miva_lightning.benchmark.identity import cell_identity, cell_path, method_name, sample_path
+from miva_lightning.benchmark.identity import cell_identity, cell_label, cell_path, method_name, sample_path
 from miva_lightning.benchmark.provenance import PeakMemory, git_commit
 
 _BASE_RETENTION: dict[str, dict[str, Any]] = {}  # adapter methods share the base's retention (per process)
@@ -128,6 +129,8 @@ def run_cell(cfg: DictConfig) -> CellOutcome:
         torch.set_num_threads(int(cfg.num_threads))
     started, memory = time.perf_counter(), PeakMemory(str(cfg.device)).start()
     record: dict[str, Any] = {"method": method, "motion": motion, "split": split_of(motion), "seed": seed, "status": "ok"}
+    if cell_label(cfg) != method:
+        record["label"] = cell_label(cfg)
     timings: dict[str, float] = {}
     trained = methods.Trained()
     try:
@@ -152,7 +155,7 @@ def run_cell(cfg: DictConfig) -> CellOutcome:
 def cell_line(outcome: CellOutcome) -> str:
     """One line per cell for the console."""
     r = outcome.record
-    name = f"{r['method']}/{r['motion']}/seed{r['seed']}"
+    name = f"{r.get('label', r['method'])}/{r['motion']}/seed{r['seed']}"
     if r["status"] != "ok":
         return f"table2 cell {name}: {r['status']} -> {outcome.path}"
     low, high = r["accuracy_ci"]

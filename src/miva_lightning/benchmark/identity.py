@@ -1,9 +1,15 @@
-"""What names a cell and decides its numbers: (method, motion, seed), the config hash, where its files go.
+"""What names a cell and decides its numbers: (label, motion, seed), the config hash, where its files go.
+
+A cell's label is its row: the method's name in Table 2, the ablation's or sweep run's name in the grids built
+on the same engine (`label` in the config; null = the method's name). The label names files, never numbers.
 
 The config hash covers everything that changes a cell's numbers (method settings, motion, seed, budget,
 evaluation and sampling settings, backbone architecture and the base weights it loads) and nothing that does
-not (output paths, thread counts). A finished cell with the same hash is reused; a training run folder is keyed
-by it, so a changed config never resumes from another config's checkpoints.
+not (labels, output paths, thread counts). A finished cell with the same hash is reused.
+A training run folder is keyed by the TRAINING hash: the same minus what only sampling and evaluation read
+(`sample`, `method.sample`, `n_eval`, `n_retention`, `eval_seed`), so cells that differ only in how they sample
+(the inference ablations, DDIM steps) share one trained adapter, and a changed training config never resumes
+from another config's checkpoints.
 """
 
 from __future__ import annotations
@@ -20,18 +26,24 @@ def method_name(cfg: DictConfig) -> str:
     return str(method if isinstance(method, str) else method.name)
 
 
-def cell_relpath(method: str, motion: str, seed: int) -> Path:
-    return Path(method) / motion / f"seed{seed}"
+def cell_label(cfg: DictConfig) -> str:
+    """The cell's row name: `cfg.label`, else the method's name."""
+    label = cfg.get("label")
+    return str(label) if label else method_name(cfg)
+
+
+def cell_relpath(label: str, motion: str, seed: int) -> Path:
+    return Path(label) / motion / f"seed{seed}"
 
 
 def cell_path(cfg: DictConfig) -> Path:
-    """`<out_dir>/cells/<method>/<motion>/seed<seed>.json`"""
-    return Path(cfg.out_dir) / "cells" / cell_relpath(method_name(cfg), str(cfg.motion), int(cfg.seed)).with_suffix(".json")
+    """`<out_dir>/cells/<label>/<motion>/seed<seed>.json`"""
+    return Path(cfg.out_dir) / "cells" / cell_relpath(cell_label(cfg), str(cfg.motion), int(cfg.seed)).with_suffix(".json")
 
 
 def sample_path(cfg: DictConfig) -> Path:
-    """`<out_dir>/samples/<method>/<motion>/seed<seed>.gif`: the first held-out video (the report's GIF grid)."""
-    return Path(cfg.out_dir) / "samples" / cell_relpath(method_name(cfg), str(cfg.motion), int(cfg.seed)).with_suffix(".gif")
+    """`<out_dir>/samples/<label>/<motion>/seed<seed>.gif`: the first held-out video (the report's GIF grid)."""
+    return Path(cfg.out_dir) / "samples" / cell_relpath(cell_label(cfg), str(cfg.motion), int(cfg.seed)).with_suffix(".gif")
 
 
 def base_of(backbone_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +88,17 @@ def cell_identity(cfg: DictConfig) -> dict[str, Any]:
     return identity
 
 
+EVALUATION_ONLY = ("n_eval", "n_retention", "eval_seed", "sample")
+
+
+def training_identity(cfg: DictConfig) -> dict[str, Any]:
+    """What decides a cell's TRAINING: its identity without the sampling and evaluation settings."""
+    identity = {k: v for k, v in cell_identity(cfg).items() if k not in EVALUATION_ONLY and k != "composed_partner"}
+    if isinstance(identity["method"], dict):
+        identity["method"] = {k: v for k, v in identity["method"].items() if k != "sample"}
+    return identity
+
+
 def config_hash_of(cfg: DictConfig) -> str:
     from miva_lightning.utils import config_hash
 
@@ -83,7 +106,9 @@ def config_hash_of(cfg: DictConfig) -> str:
 
 
 def work_dir(cfg: DictConfig) -> Path:
-    """The training run folder of a cell: `<work_root>/<method>/<motion>/seed<seed>-<config hash>`."""
-    return Path(cfg.work_root) / cell_relpath(method_name(cfg), str(cfg.motion), int(cfg.seed)).parent / (
-        f"seed{int(cfg.seed)}-{config_hash_of(cfg)}"
+    """The training run folder of a cell: `<work_root>/<method>/<motion>/seed<seed>-<training hash>`."""
+    from miva_lightning.utils import config_hash
+
+    return Path(cfg.work_root) / method_name(cfg) / str(cfg.motion) / (
+        f"seed{int(cfg.seed)}-{config_hash(training_identity(cfg))}"
     )
