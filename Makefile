@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup test test-full pretrain eval-base demo train animate evaluate reproduce-table2 benchmarks metrics-net clean-venv
+.PHONY: setup test test-full pretrain eval-base demo train animate evaluate reproduce-table2 ablations benchmarks metrics-net clean-venv
 
 setup: $(STAMP)
 
@@ -62,6 +62,18 @@ TABLE2_GRID := $(if $(QUICK),quick,full)
 reproduce-table2: setup
 	$(BIN)/miva-table2 --multirun table2_grid=$(TABLE2_GRID) $(ARGS)
 	$(BIN)/miva-report table2_grid=$(TABLE2_GRID)
+
+# MIVA's ablations and the few-shot / budget curves on base v2 (configs/ablations.yaml, results/ablations/): the
+# same cells as Table 2 (one JSON per (ablation or curve point, motion, seed), reused after any kill), three
+# multiruns, then the report (ablations.{json,csv,md}, ablations.png, curves.json, curves.png).
+# Full: 22 ablations (13 trained, 8 sampling-only on the reference's adapters) on rotate_ccw (camera) and
+# waterfall (local) x 2 seeds, 300 steps; MIVA and full fine-tuning at 1/3/5/10/20 clips and 100/300/900 steps
+# on rotate_ccw x 2 seeds. QUICK=1: 6 ablations and 4 curve points on rotate_ccw, seed 0, 120 steps.
+ABLATION_GRIDS := $(if $(QUICK),quick quick_curves,components fewshot budget)
+ablations: setup
+	for grid in $(ABLATION_GRIDS); do \
+		$(BIN)/miva-table2 --multirun --config-name ablations ablation_grid=$$grid $(ARGS) || exit 1; done
+	$(BIN)/miva-report --config-name ablations ablation_grid=$(firstword $(ABLATION_GRIDS))
 
 # Rebuild the motion-feature network behind fd_motionworld / kvd_motionworld (artifacts/metrics/).
 metrics-net: setup

@@ -131,6 +131,8 @@ def run_cell(cfg: DictConfig) -> CellOutcome:
     record: dict[str, Any] = {"method": method, "motion": motion, "split": split_of(motion), "seed": seed, "status": "ok"}
     if cell_label(cfg) != method:
         record["label"] = cell_label(cfg)
+    if cfg.get("ablation"):
+        record["ablation"] = OmegaConf.to_container(cfg.ablation, resolve=True)
     timings: dict[str, float] = {}
     trained = methods.Trained()
     try:

@@ -1,5 +1,6 @@
-"""The report's figures: accuracy with intervals per method and split, accuracy against trainable parameters,
-and a GIF grid (methods x motions) of the first held-out video of every cell (the same first frame everywhere).
+"""The reports' figures: accuracy with intervals per method and split, accuracy against trainable parameters,
+and a GIF grid (methods x motions) of the first held-out video of every cell (the same first frame everywhere);
+for the ablation report, each ablation's paired delta to MIVA and the few-shot / budget curves.
 
 matplotlib (Agg, no display) is imported here only, so the cells and the tables never need it.
 """
@@ -126,3 +127,51 @@ def gif_grid(cells: Sequence[dict[str, Any]], path: Path, fps: float = 4.0) -> P
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, grid, extension=".gif", duration=1000 / fps, loop=0)
     return path
+
+
+def ablation_deltas(summary: Sequence[dict[str, Any]], reference: str, path: Path) -> Path:
+    """Each ablation's accuracy delta to the reference with its paired 95 % interval, a marker per motion."""
+    plt = _pyplot()
+    rows = [r for r in summary if r["ablation"] != reference and r["delta_vs_miva"] is not None]
+    labels = list(dict.fromkeys(r["ablation"] for r in rows))
+    motions = list(dict.fromkeys(r["motion"] for r in rows))
+    figure, axes = plt.subplots(figsize=(6.0, 0.32 * max(len(labels), 4) + 1.2))
+    for index, motion in enumerate(motions):
+        chosen = [r for r in rows if r["motion"] == motion]
+        y = [labels.index(r["ablation"]) + (index - (len(motions) - 1) / 2) * 0.2 for r in chosen]
+        deltas = [r["delta_vs_miva"] for r in chosen]
+        errors = [[d - r["delta_ci"][0] for d, r in zip(deltas, chosen)], [r["delta_ci"][1] - d for d, r in zip(deltas, chosen)]]
+        style = "ko" if motion == "all" else "o"
+        axes.errorbar(deltas, y, xerr=errors, fmt=style, capsize=2, markersize=4, label=motion)
+    axes.axvline(0.0, color="gray", linewidth=0.8)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.invert_yaxis()
+    axes.set_xlim(-1.05, 1.05)
+    axes.set_xlabel(f"accuracy - {reference} (paired per clip, 95 % bootstrap)")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(frameon=False, fontsize=7)
+    return _save(figure, path)
+
+
+def curve_panels(curve_data: dict[str, Any], path: Path) -> Path:
+    """Accuracy (Wilson 95 %) vs training clips and vs optimizer steps, a line per method."""
+    plt = _pyplot()
+    panels = [(name, axis) for name, axis in (("fewshot", "num_clips"), ("budget", "steps")) if curve_data[name]]
+    figure, all_axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for axes, (name, axis) in zip(all_axes[0], panels):
+        for method, points in curve_data[name].items():
+            x = [p[axis] for p in points]
+            y = [p["accuracy"] for p in points]
+            errors = [[a - p["accuracy_ci"][0] for a, p in zip(y, points)], [p["accuracy_ci"][1] - a for a, p in zip(y, points)]]
+            axes.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=method)
+        axes.set_xscale("log")
+        axes.set_xticks(sorted({p[axis] for pts in curve_data[name].values() for p in pts}))
+        axes.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        axes.set_ylim(-0.03, 1.03)
+        axes.set_xlabel("training clips" if name == "fewshot" else "optimizer steps")
+        axes.set_ylabel("judged motion accuracy")
+        fixed = f"{curve_data['fewshot_steps']} steps" if name == "fewshot" else f"{curve_data['budget_clips']} clips"
+        axes.set_title(f"{', '.join(curve_data['motions'])} ({fixed})", fontsize=9)
+        axes.grid(alpha=0.3)
+        axes.legend(frameon=False)
+    return _save(figure, path)

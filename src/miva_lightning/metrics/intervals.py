@@ -49,3 +49,28 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tu
     sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     return (mean, mean - half, mean + half)
+
+
+def paired_difference_interval(
+    differences: Sequence[float], confidence: float = CONFIDENCE, resamples: int = 9999, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high) of paired per-clip differences (e.g. correct_ablation - correct_reference in {-1, 0, 1},
+    the same first frame and noise on both sides): scipy's percentile bootstrap over the pairs, seeded.
+
+    The pairs are clips; the variation between training runs (seeds) is only in it through the clips each run
+    contributes, so with few seeds the interval is too narrow for "another training run" (report both).
+    (nan, nan, nan) for no pairs; (mean, mean, mean) when every difference is equal (nothing to resample).
+    """
+    import numpy as np
+
+    values = np.asarray([float(v) for v in differences if not math.isnan(float(v))])
+    if values.size == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = float(values.mean())
+    if np.all(values == values[0]):
+        return (mean, mean, mean)
+    result = stats.bootstrap(
+        (values,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
+        random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    return (mean, float(result.confidence_interval.low), float(result.confidence_interval.high))
