@@ -181,6 +181,16 @@ def test_report_from_fixed_cells_matches_the_golden_files():
     assert rows[("motion_lora", "held_out")]["n_failed"] == 1 and rows[("motion_lora", "held_out")]["accuracy"] is None
 
 
+def test_a_seed_free_method_counts_each_motion_once():
+    """base_prompted trains nothing and samples with the grid's seed: its seed-1 cell repeats seed 0."""
+    cells = load_cells(GOLDEN)
+    repeated = [{**c, "seed": 1} for c in cells if c["method"] == "base_prompted"]
+    machine = {"platform": "golden", "cpu_count": 2, "torch": "x", "device": "cpu"}
+    once = {(r["method"], r["split"]): r for r in build_report(cells, "0" * 40, machine)["summary"]}
+    twice = {(r["method"], r["split"]): r for r in build_report(cells + repeated, "0" * 40, machine)["summary"]}
+    assert twice == once and once[("base_prompted", "held_out")]["n_cells"] == 1
+
+
 def test_grids_cover_the_stated_cells():
     grids = {name: OmegaConf.load(CONFIG_DIR / "table2_grid" / f"{name}.yaml") for name in ("full", "quick", "micro")}
     params = {name: {k: str(v).split(",") for k, v in g.hydra.sweeper.params.items()} for name, g in grids.items()}
