@@ -48,9 +48,13 @@ def sample_path(cfg: DictConfig) -> Path:
 
 def base_of(backbone_cfg: dict[str, Any]) -> dict[str, Any]:
     """The base weights a cell runs on: the resolved folder and the hash of its checksum list (a retrained base
-    changes every cell's hash), or "random-init" (seeded by the cell seed, as training seeds it)."""
+    changes every cell's hash), or "random-init" (seeded by the cell seed, as training seeds it); for a real
+    backbone, the two locations it loads (the weights themselves are too large to hash per cell)."""
     from miva_lightning.backbones.factory import resolve_pretrained
     from miva_lightning.utils import file_sha256
+
+    if backbone_cfg.get("kind") == "animatediff":
+        return {k: str(backbone_cfg.get(k)) for k in ("pretrained_model_path", "motion_adapter_path", "revision")}
 
     try:
         folder = resolve_pretrained(backbone_cfg)
@@ -83,6 +87,9 @@ def cell_identity(cfg: DictConfig) -> dict[str, Any]:
         "backbone": {k: v for k, v in backbone.items() if k not in ("pretrained", "artifacts_dir")},
         "base": base,
     }
+    evaluation = cfg.get("evaluation")
+    if evaluation is not None and evaluation.get("kind", "world") != "world":  # world cells keep their hashes
+        identity["evaluation"] = _plain(cfg, "evaluation")
     if method_name(cfg) == "miva_composed":
         identity["composed_partner"] = str(cfg.composed_partner[str(cfg.motion)])
     return identity

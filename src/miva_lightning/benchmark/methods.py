@@ -52,8 +52,6 @@ def training_config(cfg: DictConfig) -> DictConfig:
     """The `miva-train` config of this cell: its method, motion, seed and budget, the cell's backbone node
     verbatim (training and sampling must use the same base), a run folder keyed by the cell's config hash and
     `resume_from=auto`, so a killed cell continues from its newest checkpoint instead of starting over."""
-    from miva_lightning.world.motions import FLIP_CHANGES_CLASS
-
     budget, motion, run_dir = cfg.budget, str(cfg.motion), work_dir(cfg)
     overrides = [
         f"method={method_name(cfg)}",
@@ -66,11 +64,7 @@ def training_config(cfg: DictConfig) -> DictConfig:
         f"paths.output_dir={run_dir}",
         f"adapter_out={run_dir / (motion + '.safetensors')}",
         "resume_from=auto",
-        f"data.max_clips={budget.num_clips}",
-        f"data.world_clips_per_motion={budget.num_clips}",
-        f"data.batch_size={budget.batch_size}",
-        f"data.flip_p={0.0 if motion in FLIP_CHANGES_CLASS else budget.flip_p}",
-        f"data.world_num_frames={budget.world_num_frames}",
+        *data_overrides(cfg),
         f"trainer.max_steps={budget.steps}",
         "trainer.enable_progress_bar=false",
         f"optimization.lr={budget.lr}",
@@ -86,6 +80,23 @@ def training_config(cfg: DictConfig) -> DictConfig:
     train_cfg.backbone = OmegaConf.create(OmegaConf.to_container(cfg.backbone, resolve=True))
     train_cfg.method = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
     return train_cfg
+
+
+def data_overrides(cfg: DictConfig) -> list[str]:
+    """The few-shot clips of the cell: rendered world clips, or a LAMP-layout folder (`evaluation.kind: folder`)."""
+    from miva_lightning.benchmark.folder_evaluation import kind_of, training_data_overrides
+    from miva_lightning.world.motions import FLIP_CHANGES_CLASS
+
+    if kind_of(cfg) == "folder":
+        return training_data_overrides(cfg)
+    budget, motion = cfg.budget, str(cfg.motion)
+    return [
+        f"data.max_clips={budget.num_clips}",
+        f"data.world_clips_per_motion={budget.num_clips}",
+        f"data.batch_size={budget.batch_size}",
+        f"data.flip_p={0.0 if motion in FLIP_CHANGES_CLASS else budget.flip_p}",
+        f"data.world_num_frames={budget.world_num_frames}",
+    ]
 
 
 @contextlib.contextmanager

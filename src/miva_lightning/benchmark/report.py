@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 from miva_lightning.pipelines.methods import METHODS
 from miva_lightning.metrics.intervals import mean_interval, wilson_interval
 
-SPLIT_ORDER = ("in_prior", "held_out", "captioned")
+SPLIT_ORDER = ("in_prior", "held_out", "captioned", "real")
 # Methods whose videos do not depend on the cell seed: they train nothing and sample with the grid's fixed
 # sampling seed, so their seed-1 cell repeats seed 0 clip for clip; pooling both would count each clip twice.
 SEED_FREE_METHODS = ("base_prompted",)
@@ -34,8 +34,10 @@ CSV_COLUMNS = (
     "accuracy_cell_mean", "accuracy_cell_lo", "accuracy_cell_hi", "fidelity", "fidelity_lo", "fidelity_hi",
     "fd_motionworld", "fd_n_generated", "fd_n_reference", "first_frame_psnr_db", "first_frame_ssim", "flicker",
     "drift", "retention", "retention_lo", "retention_hi", "retention_n", "trainable_params", "bytes_on_disk",
-    "steps", "train_time_s", "peak_mem_mb",
+    "steps", "train_time_s", "peak_mem_mb", "fvd_i3d", "clip_text_alignment", "clip_image_alignment",
+    "clip_frame_consistency",
 )  # fmt: skip
+REAL_CLIP_METRICS = ("clip_text_alignment", "clip_image_alignment", "clip_frame_consistency")  # folder cells
 
 
 def _order(value: str, known: Sequence[str]) -> tuple[int, str]:
@@ -83,7 +85,7 @@ def summarize(method: str, split: str, cells: list[dict[str, Any]]) -> dict[str,
     """One row of the table: the cells of `method` on motions of `split` (see the module docstring)."""
     cells = distinct_runs(method, cells)
     ok = [c for c in cells if c["status"] == "ok"]
-    n_clips, correct = sum(c["n_eval"] for c in ok), sum(c["n_correct"] for c in ok)
+    n_clips, correct = sum(c.get("n_judged", c["n_eval"]) for c in ok), sum(c["n_correct"] for c in ok)
     cell_acc = mean_interval(_values(ok, "accuracy"))
     fidelity = mean_interval([f for c in ok for f in c["fidelities"] if f is not None])
     retention_n, retained = sum(c["retention_n"] for c in ok), sum(c["retention_n_correct"] for c in ok)
@@ -106,6 +108,8 @@ def summarize(method: str, split: str, cells: list[dict[str, Any]]) -> dict[str,
         "fd_motionworld": _mean([f["value"] for f in fd], 3),
         "fd_n_generated": sorted({f["n_generated"] for f in fd}),
         "fd_n_reference": sorted({f["n_reference"] for f in fd}),
+        "fvd_i3d": _mean([c["fvd_i3d"]["value"] for c in ok if (c.get("fvd_i3d") or {}).get("value") is not None], 2),
+        **{name: _mean(_values(ok, name), 3) for name in REAL_CLIP_METRICS},
         "first_frame_psnr_db": _mean(_values(ok, "first_frame_psnr_db"), 2),
         "first_frame_ssim": _mean(_values(ok, "first_frame_ssim"), 4),
         "flicker": _mean(_values(ok, "flicker"), 4),
@@ -190,6 +194,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_int(row['trainable_params'])} | {_int(row['bytes_on_disk'])} | {_int(row['steps'])} "
             f"| {_num(row['train_time_s'], '.0f')} | {_num(row['peak_mem_mb'], '.0f')} |"
         )
+    real = [row for row in report["summary"] if row.get("fvd_i3d") is not None or row.get("clip_text_alignment") is not None]
+    if real:  # folder cells (configs/table2_real.yaml): the LAMP protocol's metrics
+        lines += ["", "## Real clips: FVD (I3D) and CLIP", "", "| method | split | cells | FVD | CLIP-T | CLIP-I "
+                  "| frame consistency |", "|" + "---|" * 7]  # fmt: skip
+        for row in real:
+            lines.append(
+                f"| {row['method']} | {row['split']} | {row['n_cells']} | {_num(row['fvd_i3d'], '.1f')} "
+                f"| {_num(row['clip_text_alignment'])} | {_num(row['clip_image_alignment'])} "
+                f"| {_num(row['clip_frame_consistency'])} |"
+            )
     lines += ["", "## Cells", "", "| method | motion | split | seed | status | accuracy [95 % CI] | fidelity | FD (n) "
               "| PSNR f1 dB | retention | steps | train s | config hash |", "|" + "---|" * 13]  # fmt: skip
     for c in report["cells"]:
