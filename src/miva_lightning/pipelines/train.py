@@ -172,6 +172,14 @@ def export(module, method: DictConfig, path: Path, base: dict[str, Any], motion:
     return save_full_finetune(path, module.unet, base, motion)
 
 
+def loggable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain values; unresolved where an interpolation needs a running Hydra app."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:runtime.output_dir} in a config composed by a test
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
 def fit(cfg: DictConfig, module, batches, run_dir: Path, callbacks: list, previews=None):
     """trainer.fit with step checkpoints, the batch position and `resume_from`; returns (trainer, seconds)."""
     from miva_lightning.training.checkpoints import CHECKPOINT_DIR, MIVA_KEYS, resolve_resume, step_checkpoints
@@ -182,6 +190,8 @@ def fit(cfg: DictConfig, module, batches, run_dir: Path, callbacks: list, previe
         run_dir / CHECKPOINT_DIR, every_n_steps=int(cfg.checkpoint.every_n_steps), keep=int(cfg.checkpoint.keep)
     )
     trainer = build_trainer(cfg, extra_callbacks=[BatchPosition(batches), checkpoints, *callbacks])
+    for logger in trainer.loggers:  # the run's whole config beside its metrics (W&B: the run's config, sweeps too)
+        logger.log_hyperparams(loggable_config(cfg))
     started = time.perf_counter()
     resume = resolve_resume(cfg.get("resume_from"), run_dir, MIVA_KEYS)  # null | auto | a run folder | a .ckpt
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=previews, ckpt_path=resume)
