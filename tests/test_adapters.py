@@ -155,6 +155,32 @@ def test_lora_modes_agree_for_one_adapter(unet, inputs, lora_alpha, lora_init):
 LORA_ONLY = MivaConfig(cross_frame=False, implicit_prompt=False, lora_rank=4)
 
 
+def test_auto_lora_mode_merges_one_lora_and_runs_several_as_residual(unet, inputs):
+    """lora_mode="auto" (temporal_lora.resolve_lora_mode): one temporal LoRA -> merge, several -> residual;
+    that residual equals merge for one adapter at weight 1 is test_lora_modes_agree_for_one_adapter."""
+    first, second = (perturbed(Miva.from_unet(unet, LORA_ONLY), seed=seed) for seed in (6, 7))
+
+    def attached(pairs, mode):
+        handle = attach_mivas(unet, pairs, lora_mode=mode)
+        try:
+            return handle.lora_mode, run(unet, inputs)
+        finally:
+            detach_mivas(handle)
+
+    one = [(first, 0.6)]
+    mode, auto_one = attached(one, "auto")
+    assert mode == "merge" and torch.equal(auto_one, attached(one, "merge")[1])
+    two = [(first, 0.6), (second, 0.7)]  # weights not summing to 1
+    mode, auto_two = attached(two, "auto")
+    assert mode == "residual" and torch.equal(auto_two, attached(two, "residual")[1])
+    assert (attached(two, "merge")[1] - auto_two).abs().max() > 1e-3  # the choice matters here
+    # a partner without temporal LoRA leaves one LoRA to combine
+    no_lora = perturbed(Miva.from_unet(unet, MivaConfig(temporal_lora=False, ca_rank=4)), seed=8)
+    assert attached([(first, 1.0), (no_lora, 0.5)], "auto")[0] == "merge"
+    with pytest.raises(ValueError, match="auto"):
+        attach_mivas(unet, one, lora_mode="sum")
+
+
 def test_lora_alpha_one_scales_the_update_by_one_over_rank(unet):
     # known answer on one temporal projection: dW x = B A x (alpha null = scale 1), B A x / r (alpha 1)
     target = sorted(temporal_lora_targets(unet))[0]

@@ -24,6 +24,7 @@ from miva_lightning.backbones.tiny import load_tiny_backbone
 from miva_lightning.cli_errors import input_error_line
 from miva_lightning.config import REPO_ROOT
 from miva_lightning.inputs import (
+    LORA_MODE_NAMES,
     SCHEDULER_NAMES,
     InputError,
     check_adapter_file,
@@ -121,6 +122,32 @@ def test_unreadable_image(tmp_path):
     text.write_text("not an image")
     proc, elapsed = animate(tmp_path, text)
     assert_one_line_error(proc, elapsed, "notes.png", "not an image", "PNG/JPG", out_dir=tmp_path / "out")
+
+
+def test_image_folder_without_images(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    proc, elapsed = animate(tmp_path, folder)
+    assert_one_line_error(proc, elapsed, "frames", "no PNG/JPG images", "image=", out_dir=tmp_path / "out")
+
+
+def test_image_folder_with_two_images_of_one_stem(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.png", "a.jpg"):
+        Image.fromarray(np.full((8, 8, 3), 128, dtype=np.uint8)).save(folder / name)
+    proc, elapsed = animate(tmp_path, folder)
+    assert_one_line_error(proc, elapsed, "a.jpg", "a.png", "rename one", out_dir=tmp_path / "out")
+
+
+def test_image_folder_with_a_broken_image(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 128, dtype=np.uint8)).save(folder / "a.png")
+    (folder / "b.jpg").write_text("not an image")
+    proc, elapsed = animate(tmp_path, folder)
+    assert_one_line_error(proc, elapsed, "b.jpg", "not an image", out_dir=tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------- adapters
@@ -271,3 +298,10 @@ def test_scheduler_names_match_the_sampling_module():
     from miva_lightning.sampling.schedulers import SCHEDULERS
 
     assert sorted(SCHEDULER_NAMES) == sorted(SCHEDULERS)
+
+
+def test_lora_mode_names_match_the_adapters_module():
+    from miva_lightning.adapters.temporal_lora import LORA_MODE_CHOICES
+    from miva_lightning.animate import LORA_MODES
+
+    assert sorted(LORA_MODE_NAMES) == sorted(LORA_MODE_CHOICES) == sorted(LORA_MODES)

@@ -96,6 +96,56 @@ def test_animate_frame_one_is_the_input_and_the_adapter_moves_the_video(tiny_bas
     assert (other[1:] - with_adapter[1:]).abs().mean() > 1e-4
 
 
+def test_miva_animate_on_a_folder_writes_one_video_per_image(tiny_base, tmp_path, monkeypatch):
+    """image=<folder>: every PNG/JPG in it (sorted by name), batch_size images per sampling loop, each written
+    as <out>/<image stem>.{mp4,gif}; other files are left alone."""
+    import miva_lightning.animate as animate_module
+    from miva_lightning.pipelines.animate import run_animate
+
+    folder = tmp_path / "first_frames"
+    folder.mkdir()
+    colours = {"b.png": (255, 0, 0), "a.jpg": (0, 255, 0), "c.PNG": (0, 0, 255)}
+    for name, colour in colours.items():
+        Image.fromarray(np.full((40, 60, 3), colour, dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    adapter = adapter_with_effect(tiny_base, tmp_path / "a.safetensors")
+    videos, write = {}, animate_module.write_outputs
+
+    def recording_write(video, stem, **kwargs):
+        videos[Path(stem).name] = video
+        return write(video, stem, **kwargs)
+
+    monkeypatch.setattr(animate_module, "write_outputs", recording_write)
+    cfg = compose("animate", [
+        f"image={folder}", f"backbone.pretrained={tiny_base}", *TINY_BACKBONE, "steps=2", "batch_size=2",
+        f"adapters=['{adapter}:0.8']", f"out={tmp_path / 'videos'}", "paths.output_dir=unused",
+    ])  # fmt: skip
+    written = run_animate(cfg)
+    assert [p.name for p in written] == ["a.mp4", "a.gif", "b.mp4", "b.gif", "c.mp4", "c.gif"]
+    assert all(p.parent == tmp_path / "videos" and p.stat().st_size > 0 for p in written)
+    for name, colour in colours.items():  # frame 1 of each video is its own image
+        expected = torch.tensor(colour, dtype=torch.float32).view(3, 1, 1) / 255
+        assert videos[Path(name).stem].shape == (4, 3, 32, 32)
+        assert (videos[Path(name).stem][0] - expected).abs().max() < 0.03  # JPEG is lossy
+    # the last batch holds c alone: its video is the one animate() gives for c by itself
+    alone = animate(folder / "c.PNG", adapters=[(adapter, 0.8)], backbone=load_tiny_backbone(tiny_base),
+                    num_frames=4, steps=2, seed=0)  # fmt: skip
+    torch.testing.assert_close(videos["c"], alone)
+
+
+def test_scheduler_options_rebuild_the_sampler_and_unknown_ones_are_refused(tiny_base):
+    from miva_lightning.animate import with_scheduler_options
+
+    backbone = load_tiny_backbone(tiny_base)
+    assert with_scheduler_options(backbone, {}) is backbone and with_scheduler_options(backbone, None) is backbone
+    changed = with_scheduler_options(backbone, {"set_alpha_to_one": False})
+    assert changed.sample_scheduler.config.set_alpha_to_one is False and changed.unet is backbone.unet
+    assert backbone.sample_scheduler.config.set_alpha_to_one is True  # the backbone itself is left as it was
+    assert changed.sample_scheduler.final_alpha_cumprod < 1.0
+    with pytest.raises(ValueError, match=r"\['alpha_to_one'\] are not settings of DDIMScheduler"):
+        with_scheduler_options(backbone, {"alpha_to_one": True})
+
+
 @pytest.mark.parametrize(
     "weight, error, match",
     [(float("nan"), ValueError, "finite"), (-0.5, ValueError, "negative"), ("abc", ValueError, "not a number")],

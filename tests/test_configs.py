@@ -48,3 +48,45 @@ def test_real_backbone_gives_train_and_animate_their_clip_geometry():
         assert resolved["backbone"]["num_frames"] == 16 and resolved["backbone"]["image_size"] == 512
     train = compose("train", ["backbone=animatediff_sd15", "paths.output_dir=unused"])
     assert (train.data.num_frames, train.data.height, train.data.width) == (16, 512, 512)
+
+
+AUTHORS_NOISE = dict(first_frame_forward_t=975, dct_lowfreq_cutoff=0.23, shared_noise_ratio=0.05,
+                     shared_noise_formula="linear", adain_to_first_frame=True)  # fmt: skip
+
+
+def test_each_backbone_gets_its_inference_recipe_and_the_command_line_overrides_it():
+    """configs/inference/: AnimateDiff samples with the authors' recipe, the tiny bases (and any backbone
+    without a file there) with the embedded default; a recipe or one setting can be swapped."""
+    from miva_lightning.sampling import NoiseInit, as_noise_init
+
+    real = compose("animate", ["backbone=animatediff_sd15", "image=x.png"])
+    assert (real.inference.recipe, real.steps, real.guidance_scale, real.lora_mode) == ("authors", 50, 1.0, "auto")
+    assert as_noise_init(real.noise_init) == NoiseInit(**AUTHORS_NOISE)
+    assert OmegaConf.to_container(real.scheduler_options) == {"set_alpha_to_one": True}
+    embedded = compose("animate", ["image=x.png"])
+    assert (embedded.inference.recipe, embedded.steps, embedded.guidance_scale, embedded.lora_mode) == ("embedded", 25, 1.0, "merge")
+    assert embedded.noise_init is None and not embedded.scheduler_options
+    # the fallback node of animate.yaml is configs/inference/embedded.yaml
+    assert OmegaConf.load(CONFIG_DIR / "animate.yaml").inference == OmegaConf.load(CONFIG_DIR / "inference" / "embedded.yaml")
+    for backbone in sorted(p.stem for p in (CONFIG_DIR / "backbone").glob("*.yaml")):
+        assert compose("animate", [f"backbone={backbone}", "image=x.png"]).inference.recipe in ("authors", "embedded", "wan")
+    wan = compose("animate", ["backbone=wan21_t2v_1_3b", "image=x.png"])  # flow matching: no DDPM-timestep noise options
+    assert (wan.inference.recipe, wan.steps, wan.lora_mode, wan.noise_init) == ("wan", 50, "auto", None)
+
+    swapped = compose("animate", ["backbone=animatediff_sd15", "inference=embedded", "image=x.png"])
+    assert (swapped.steps, swapped.lora_mode, swapped.noise_init) == (25, "merge", None)
+    tuned = compose("animate", ["backbone=animatediff_sd15", "steps=30", "lora_mode=residual",
+                                "inference.noise_init.shared_noise_ratio=0.1", "image=x.png"])  # fmt: skip
+    assert (tuned.steps, tuned.lora_mode) == (30, "residual")
+    assert as_noise_init(tuned.noise_init) == NoiseInit(**{**AUTHORS_NOISE, "shared_noise_ratio": 0.1})
+    authors_on_tiny = compose("animate", ["inference=authors", "image=x.png"])
+    assert (authors_on_tiny.steps, authors_on_tiny.lora_mode) == (50, "auto")
+
+
+def test_the_real_base_experiment_previews_with_the_authors_recipe():
+    from miva_lightning.sampling import NoiseInit, as_noise_init
+
+    lamp = compose("train", ["experiment=miva_animatediff_lamp"])
+    assert lamp.preview.steps == 50 and as_noise_init(lamp.noise_init) == NoiseInit(**AUTHORS_NOISE)
+    assert lamp.backbone.sample_scheduler.set_alpha_to_one is True  # diffusers' DDIM default, as the authors'
+    assert lamp.data.shrink_stride is True and lamp.data.stride == 4  # short LAMP clips get a smaller stride

@@ -127,20 +127,52 @@ def test_unsupported_files_raise_or_are_skipped(lamp_root, tmp_path):
 
 
 def test_short_and_corrupt_clips_raise_or_are_skipped(tmp_path):
+    # shrink_stride=False: a clip too short for the stride is refused like one too short for num_frames
     write_video(tmp_path / "pan" / "long.mp4", numbered_clip(10))
     write_video(tmp_path / "pan" / "short.mp4", numbered_clip(5))
     with pytest.raises(ClipTooShortError, match=r"short\.mp4: clip has 5 frames.*needs 7.*num_frames <= 3 at stride 2"):
-        make(tmp_path, motion="pan")
+        make(tmp_path, motion="pan", shrink_stride=False)
     (tmp_path / "pan" / "broken.mp4").write_bytes(b"\x00" * 1000)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        datamodule = make(tmp_path, motion="pan", on_error="skip")
+        datamodule = make(tmp_path, motion="pan", on_error="skip", shrink_stride=False)
     assert datamodule.clip_paths() == [str(tmp_path / "pan" / "long.mp4")]
     messages = " ".join(str(w.message) for w in caught)
     assert "broken.mp4" in messages and "short.mp4" in messages
     (tmp_path / "pan" / "long.mp4").unlink()
     with pytest.raises(ValueError, match="every training clip of motion 'pan' was skipped"):
-        make(tmp_path, motion="pan", on_error="skip")
+        make(tmp_path, motion="pan", on_error="skip", shrink_stride=False)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_clip_too_short_for_the_stride_is_read_at_the_largest_stride_that_fits(tmp_path, cache):
+    """num_frames=4 at stride 3 needs 10 frames: a 7-frame clip is read at stride 2 ((7 - 1) // 3), with one
+    warning naming it; a 12-frame clip keeps stride 3; a 3-frame clip (< num_frames) is still refused."""
+    short, long = tmp_path / "m" / "short", tmp_path / "m" / "long"
+    write_frames(short, numbered_clip(7, height=16, width=16))  # frame t has mean ~ t / 7 * 0.7 (+ texture)
+    write_frames(long, numbered_clip(12, height=16, width=16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        datamodule = make(tmp_path, motion="m", num_frames=4, stride=3, cache=cache)
+    shrunk = [str(w.message) for w in caught if "reading it at stride" in str(w.message)]
+    assert len(shrunk) == 1 and shrunk[0].startswith(f"{short}: clip has 7 frames") and shrunk[0].endswith("stride 2")
+    strides = dict(zip(datamodule.clip_paths(), datamodule.train_set.strides))
+    assert strides == {str(short): 2, str(long): 3}
+    with warnings.catch_warnings(record=True) as caught:  # reading items warns no more
+        warnings.simplefilter("always")
+        items = {datamodule.train_set[(i, 0)]["path"]: datamodule.train_set[(i, 0)]["video"] for i in range(2)}
+    assert not caught
+    for path, step in ((short, 2 * 0.7 / 7), (long, 3 * 0.7 / 12)):  # mean level between read frames
+        video = items[str(path)]
+        assert video.shape == (4, 3, 16, 16)
+        torch.testing.assert_close(video.mean(dim=(1, 2, 3)).diff(), torch.full((3,), step), atol=0.02, rtol=0)
+
+    write_frames(tmp_path / "m" / "tiny", numbered_clip(3, height=16, width=16))
+    with pytest.raises(ClipTooShortError, match=r"tiny: clip has 3 frames.*needs 10"):
+        make(tmp_path, motion="m", num_frames=4, stride=3, cache=cache)
+    with pytest.warns(UserWarning, match=r"skipping clip: .*tiny: clip has 3 frames"):
+        skipped = make(tmp_path, motion="m", num_frames=4, stride=3, cache=cache, on_error="skip")
+    assert sorted(skipped.clip_paths()) == sorted([str(long), str(short)])
 
 
 def test_non_square_sources_are_resized_and_centre_cropped(tmp_path):

@@ -11,6 +11,7 @@ from miva_lightning.sampling.noise_init import (
     dct_matrix,
     finalize_latents,
     prepare_initial_latents,
+    shared_noise_statistics,
     spatial_dct,
     spatial_idct,
     split_frequencies,
@@ -49,15 +50,40 @@ def test_gaussian_default_scaled_by_init_noise_sigma():
     torch.testing.assert_close(scaled, plain * euler.init_noise_sigma)
 
 
-@pytest.mark.parametrize("ratio", [0.05, 0.5])
-def test_shared_noise_gives_interframe_correlation(ratio):
-    first = torch.zeros(1, 4, 64, 64)
-    latents = prepare_initial_latents(first, 6, _ddim(), NoiseInit(shared_noise_ratio=ratio), _gen(1))
-    frames = latents[0].transpose(0, 1).reshape(6, -1)  # f, (c h w)
-    correlation = torch.corrcoef(frames)
-    off_diagonal = correlation[~torch.eye(6, dtype=torch.bool)]
-    assert abs(off_diagonal.mean().item() - ratio) < 0.02
-    assert abs(latents.std().item() - 1.0) < 0.03
+# Known answers of the two mixing formulas (noise_init.py, point 1): (variance, inter-frame correlation).
+CLOSED_FORM = {
+    ("variance", 0.05): (1.0, 0.05),
+    ("variance", 0.5): (1.0, 0.5),
+    ("linear", 0.05): (0.05**2 + 0.95**2, 0.05**2 / (0.05**2 + 0.95**2)),  # 0.905, 0.00276
+    ("linear", 0.5): (0.5, 0.5),  # 0.25 + 0.25; 0.25 / 0.5
+}
+
+
+@pytest.mark.parametrize("formula, ratio", sorted(CLOSED_FORM))
+def test_shared_noise_matches_its_closed_form_on_a_large_draw(formula, ratio):
+    variance, correlation = CLOSED_FORM[(formula, ratio)]
+    assert shared_noise_statistics(ratio, formula) == pytest.approx((variance, correlation))
+    options = NoiseInit(shared_noise_ratio=ratio, shared_noise_formula=formula)
+    latents = prepare_initial_latents(torch.zeros(4, 4, 128, 128), 8, _ddim(), options, _gen(1))
+    frames = latents.transpose(0, 2).reshape(8, -1)  # f, (c b h w): 262144 values per frame
+    measured = torch.corrcoef(frames)[~torch.eye(8, dtype=torch.bool)].mean().item()
+    assert abs(measured - correlation) < 0.008  # standard error of one pair ~ 0.002
+    assert abs(latents.var().item() / variance - 1.0) < 0.01
+
+
+def test_the_two_formulas_differ_about_eighteenfold_at_the_authors_ratio():
+    _, variance_formula = shared_noise_statistics(0.05, "variance")
+    _, linear_formula = shared_noise_statistics(0.05, "linear")
+    assert 18.0 < variance_formula / linear_formula < 18.2  # 0.05 / 0.00276
+
+
+@pytest.mark.parametrize("formula", ["variance", "linear"])
+def test_all_off_is_plain_gaussian_noise_under_either_formula(formula):
+    first = torch.zeros(2, 4, 32, 32)
+    plain = prepare_initial_latents(first, 6, _ddim(), NoiseInit(), _gen(2))
+    off = prepare_initial_latents(first, 6, _ddim(), NoiseInit(shared_noise_formula=formula), _gen(2))
+    assert torch.equal(off, plain)
+    assert torch.equal(plain, torch.randn(2, 4, 6, 32, 32, generator=_gen(2)))
 
 
 def test_no_shared_noise_means_uncorrelated_frames():
@@ -133,6 +159,8 @@ def test_bad_options_give_clear_errors():
         NoiseInit(dct_lowfreq_cutoff=0.23)
     with pytest.raises(ValueError, match="shared_noise_ratio"):
         NoiseInit(shared_noise_ratio=1.5)
+    with pytest.raises(ValueError, match=r"shared_noise_formula.*'variance', 'linear'"):
+        NoiseInit(shared_noise_ratio=0.05, shared_noise_formula="sqrt")
     with pytest.raises(ValueError, match=r"\[0, 999\]"):
         prepare_initial_latents(torch.zeros(1, 4, 8, 8), 2, _ddim(), NoiseInit(first_frame_forward_t=1000))
     with pytest.raises(ValueError, match="b c h w"):
@@ -146,6 +174,8 @@ def test_options_from_a_mapping_equal_the_dataclass():
     assert as_noise_init({"first_frame_forward_t": 975, "dct_lowfreq_cutoff": 0.23}) == wanted
     assert as_noise_init(OmegaConf.create({"first_frame_forward_t": 975, "dct_lowfreq_cutoff": 0.23})) == wanted
     assert as_noise_init(wanted) is wanted
+    authors = {"shared_noise_ratio": 0.05, "shared_noise_formula": "linear"}
+    assert as_noise_init(authors) == NoiseInit(shared_noise_ratio=0.05, shared_noise_formula="linear")
     assert as_noise_init(None) is None and as_noise_init({}) is None
     with pytest.raises(ValueError, match="forward_t"):  # a typo names the valid keys
         as_noise_init({"forward_t": 975})

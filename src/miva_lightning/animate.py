@@ -27,7 +27,7 @@ from miva_lightning.inputs import InputError, InputFileNotFoundError, check_adap
 
 AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-LORA_MODES = ("merge", "residual")
+LORA_MODES = ("auto", "merge", "residual")  # adapters.temporal_lora.LORA_MODE_CHOICES (a test keeps them equal)
 
 
 def backbone_size(backbone: Backbone) -> tuple[int, int]:
@@ -126,6 +126,7 @@ def animate(
     progress: bool = False,
     adapter_guidance: float = 1.0,
     scheduler: str | None = None,
+    scheduler_options: Any = None,
 ) -> torch.Tensor:
     """Animate `image` with `adapters` [(path_or_Miva, weight), ...]; returns video `f c h w` in [0, 1].
 
@@ -133,14 +134,19 @@ def animate(
     `adapter_guidance` s > 1 extrapolates the adapters' effect: prediction = base + s (with MIVAs - base)
     (an extension, not in docs/METHOD.md; it costs a second UNet pass per step).
     `noise_init`: a `sampling.NoiseInit` or a dict of its fields, e.g. {"first_frame_forward_t": 975}.
-    `scheduler`: None = the backbone's sampler (DDIM), or a name from `sampling.schedulers.SCHEDULERS`.
+    `scheduler`: None = the backbone's sampler (DDIM), or a name from `sampling.schedulers.SCHEDULERS`;
+    `scheduler_options`: settings of that scheduler to change, e.g. {"set_alpha_to_one": True}.
+    `lora_mode`: merge | residual | auto (`adapters.temporal_lora.resolve_lora_mode`).
+    The defaults here are the embedded base's; `miva-animate` takes each backbone's own recipe from
+    configs/inference/ (AnimateDiff: the authors', e.g. steps=50, lora_mode="auto", noise_init with
+    shared_noise_formula="linear", scheduler_options={"set_alpha_to_one": True}; docs/METHOD.md).
     """
     adapters = check_adapter_weights(adapters)
     backbone = backbone or default_backbone()
     first_frame = load_image(image, size or backbone_size(backbone))
     video = animate_batch(
         first_frame[None], adapters, backbone, num_frames, steps, seed, noise_init, lora_mode, prompt,
-        guidance_scale, progress, adapter_guidance, scheduler,
+        guidance_scale, progress, adapter_guidance, scheduler, scheduler_options,
     )  # fmt: skip
     return video[0]
 
@@ -160,6 +166,7 @@ def animate_batch(
     progress: bool = False,
     adapter_guidance: float = 1.0,
     scheduler: str | None = None,
+    scheduler_options: Any = None,
 ) -> torch.Tensor:
     """Animate first frames `b c h w` (already at the backbone's size) in one sampling loop -> `b f c h w`.
 
@@ -175,6 +182,7 @@ def animate_batch(
     if first_frames.ndim != 4 or first_frames.shape[1] != 3:
         raise ValueError(f"first_frames must be `b 3 h w`, got shape {tuple(first_frames.shape)}")
     adapters = check_adapter_weights(adapters)
+    backbone = with_scheduler_options(backbone, scheduler_options)
     device = next(backbone.unet.parameters()).device
     prompt_embeds = prompt_embeddings(backbone, prompt)
     if prompt_embeds is not None:
@@ -204,6 +212,25 @@ def animate_batch(
         if handle is not None:
             detach_mivas(handle)
     return video.float().cpu()
+
+
+def with_scheduler_options(backbone: Backbone, options: Any) -> Backbone:
+    """`backbone` with its sampling scheduler rebuilt with `options` changed (e.g. {"set_alpha_to_one": True});
+    `backbone` itself when there are none. A name the scheduler class does not take is a ValueError."""
+    if not options:
+        return backbone
+    import inspect
+
+    options = dict(options)
+    scheduler = backbone.sample_scheduler
+    accepted = set(inspect.signature(type(scheduler).__init__).parameters) - {"self", "args", "kwargs"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"scheduler_options {unknown} are not settings of {type(scheduler).__name__} (the backbone's sampler); "
+            f"use some of {sorted(accepted)}"
+        )
+    return dataclasses.replace(backbone, sample_scheduler=type(scheduler).from_config(scheduler.config, **options))
 
 
 class AdapterGuidedUNet(nn.Module):

@@ -1,4 +1,5 @@
-"""MIVA adapter components attached by module name to an unmodified diffusers UNetMotionModel.
+"""MIVA adapter components attached by module name to an unmodified diffusers UNetMotionModel or Wan DiT
+(WanTransformer3DModel; DiT placement in `wan_dit.py`).
 
     miva = Miva.from_unet(unet, MivaConfig())                   # one adapter, zero effect at start
     handle = attach_mivas(unet, [(miva, 1.0)])                   # train: optimizer on trainable_parameters(miva)

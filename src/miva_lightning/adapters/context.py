@@ -1,11 +1,14 @@
 """Per-call state that MIVA processors need but diffusers never hands them.
 
 Attention processors only receive `cross_attention_kwargs`, and the motion modules receive nothing
-extra at all. So a forward pre-hook on the UNet records, before every call, what the processors read:
-the timesteps, the number of frames, the batch size and the UNet's own timestep embedding
-temb(t) = time_embedding(time_proj(t)), computed the way UNetMotionModel.forward does (sinusoids in
-float32, cast to the UNet's dtype). A `timestep_cond` (text-to-time conditioning) is deliberately left
-out: w(t) depends on the noise level only.
+extra at all. So a forward pre-hook on the denoiser records, before every call, what the processors
+read: the timesteps, the number of frames, the batch size and the denoiser's own timestep embedding
+temb(t), computed the way its forward does:
+- UNetMotionModel: time_embedding(time_proj(t)) (sinusoids in float32, cast to the UNet's dtype). A
+  `timestep_cond` (text-to-time conditioning) is deliberately left out: w(t) depends on the noise level only.
+- WanTransformer3DModel: condition_embedder.time_embedder(condition_embedder.timesteps_proj(t)) in the time
+  embedder's dtype (the `temb` Wan modulates its blocks with); frames and the token grid are the latent
+  patch grid (f', h', w') = (f / p_t, h / p_h, w / p_w) that orders the DiT's `b (f' h' w') d` tokens.
 
 The state is kept after the call on purpose: gradient checkpointing re-runs processors during
 backward, after the UNet forward has returned.
@@ -27,8 +30,9 @@ class CallContext:
 
     timesteps: torch.Tensor | None = None  # (b,) float, one per video
     temb: torch.Tensor | None = None  # (b, temb_dim): the UNet's own timestep embedding
-    num_frames: int | None = None
+    num_frames: int | None = None  # latent frames (UNet: video frames; DiT: patch-grid frames f')
     batch_size: int | None = None
+    grid: tuple[int, int, int] | None = None  # DiT only: (f', h', w') of the token sequence `b (f' h' w') d`
     hooks: list[RemovableHandle] = field(default_factory=list, repr=False)
 
     def require(self) -> "CallContext":
@@ -87,10 +91,42 @@ class CaptureCallState:
         self.context.batch_size = int(batch)
 
 
+class CaptureWanCallState:
+    """Forward pre-hook of a WanTransformer3DModel that fills a `CallContext` (see the module docstring)."""
+
+    def __init__(self, context: CallContext) -> None:
+        self.context = context
+
+    def __call__(self, model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        sample = _argument(args, kwargs, 0, "hidden_states")
+        timestep = _argument(args, kwargs, 1, "timestep")
+        if sample is None or sample.ndim != 5:
+            raise ValueError("MIVA needs the Wan transformer input as a 5-D tensor `b c f h w`")
+        timesteps = torch.as_tensor(timestep, device=sample.device)
+        if timesteps.ndim > 1:
+            raise ValueError("per-token timesteps `b L` (Wan2.2 TI2V) are not supported by MIVA: pass one timestep per video")
+        batch = sample.shape[0]
+        timesteps = timesteps.reshape(-1)
+        timesteps = timesteps.expand(batch) if timesteps.numel() == 1 else timesteps
+        p_t, p_h, p_w = model.config.patch_size
+        embedder = model.condition_embedder
+        with torch.no_grad():  # the base's time embedding is frozen: a constant input for w(t)
+            sinusoids = embedder.timesteps_proj(timesteps)
+            self.context.temb = embedder.time_embedder(sinusoids.to(next(embedder.time_embedder.parameters()).dtype))
+        self.context.timesteps = timesteps.float()
+        self.context.grid = (sample.shape[2] // p_t, sample.shape[3] // p_h, sample.shape[4] // p_w)
+        self.context.num_frames = self.context.grid[0]
+        self.context.batch_size = int(batch)
+
+
 def install_context(unet: nn.Module) -> CallContext:
-    """Hook `unet` so that each forward refreshes one `CallContext`; `remove_context` undoes it."""
+    """Hook the denoiser (UNet or Wan DiT) so that each forward refreshes one `CallContext`; `remove_context`
+    undoes it."""
+    from miva_lightning.backbones.base import denoiser_family
+
     context = CallContext()
-    context.hooks.append(unet.register_forward_pre_hook(CaptureCallState(context), with_kwargs=True))
+    capture = CaptureWanCallState if denoiser_family(unet) == "dit" else CaptureCallState
+    context.hooks.append(unet.register_forward_pre_hook(capture(context), with_kwargs=True))
     return context
 
 

@@ -5,6 +5,10 @@ For frame i the keys come from frame 1 and frame i-1 (frame 1's previous frame i
 attn1's own frozen Wk / Wv; the query uses a trainable copy of Wq and the output a trainable,
 zero-initialised Wo, so an untrained adapter changes nothing. Keys and values are the same for every
 attached adapter and are computed once per layer and call; only Q, w(t) and Wo differ per adapter.
+
+This file holds the maths and the UNet's token layout `(b f) n c`; `adapters/wan_dit.py` feeds the same
+`CrossFrameAdapter.attend` from the Wan DiT's `b (f n) c` tokens (with its q/k RMS norms and 3-D RoPE).
+Keys and values always come from the base's frozen projections, even when a LoRA wraps them (`frozen_linear`).
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ class CrossFrameAdapter(nn.Module):
         tau: float = 0.2,
         fixed_weight: float = 0.5,
         num_train_timesteps: int = 1000,
+        query_bias: bool = False,
     ) -> None:
+        """`query_bias`: Wq' has a bias (copied from attn1's, e.g. Wan's attention; SD1.5's attn1 has none)."""
         super().__init__()
         if variant not in CFA_VARIANTS:
             raise ValueError(f"unknown CFA variant '{variant}'; choose one of {CFA_VARIANTS}")
         self.variant = variant
-        self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
+        self.to_q = nn.Linear(query_dim, inner_dim, bias=query_bias)
         self.to_out = nn.Linear(inner_dim, query_dim, bias=True)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
@@ -48,12 +54,19 @@ class CrossFrameAdapter(nn.Module):
 
     @torch.no_grad()
     def init_from(self, attn1: nn.Module) -> None:
-        """Start Wq' from the frozen self-attention's Wq (the METHOD's initialisation)."""
-        self.to_q.weight.copy_(attn1.to_q.weight)
+        """Start Wq' (and its bias, if any) from the frozen self-attention's Wq (the METHOD's initialisation)."""
+        source = frozen_linear(attn1.to_q)
+        self.to_q.weight.copy_(source.weight)
+        if self.to_q.bias is not None:
+            self.to_q.bias.copy_(source.bias)
 
     def forward(self, tokens: torch.Tensor, shared: "SharedFrameKV", context: CallContext) -> torch.Tensor:
         """tokens `(b f) n c` -> CFA output `(b f) n c` (before the user weight)."""
         query = rearrange(self.to_q(tokens.to(self.to_q.weight.dtype)), "bf n (h d) -> bf h n d", h=shared.heads)
+        return self.attend(query, shared, context)
+
+    def attend(self, query: torch.Tensor, shared: "SharedFrameKV", context: CallContext) -> torch.Tensor:
+        """queries `(b f) h n d` (already projected, normed, rotated as the base does) -> `(b f) n c`."""
         dtype = query.dtype  # the adapter's dtype, or autocast's
         first_weight = context.per_video(self.weighting(context), shared.videos).to(dtype)
         first_weight = rearrange(first_weight, "b -> b 1").expand(-1, shared.frames)
@@ -70,17 +83,33 @@ class CrossFrameAdapter(nn.Module):
         return self.to_out(rearrange(mixed, "bf h n d -> bf n (h d)").to(self.to_out.weight.dtype))
 
 
+def frozen_linear(layer: nn.Module) -> nn.Module:
+    """The base Linear behind a peft LoRA wrapper (Wan's LoRA sits on the same attn1 projections), else itself."""
+    return getattr(layer, "base_layer", layer)
+
+
 class SharedFrameKV:
     """Frozen keys/values of frame 1 and of the previous frame, per frame, shared by all adapters."""
 
     def __init__(self, attn1: nn.Module, tokens: torch.Tensor, context: CallContext) -> None:
-        self.frames = context.num_frames
-        self.videos = context.frame_batch(tokens)
-        self.heads = attn1.heads
-        self.scale = attn1.scale
-        keys = rearrange(attn1.to_k(tokens), "(b f) n (h d) -> b f h n d", f=self.frames, h=self.heads)
-        values = rearrange(attn1.to_v(tokens), "(b f) n (h d) -> b f h n d", f=self.frames, h=self.heads)
-        previous = torch.clamp(torch.arange(self.frames, device=tokens.device) - 1, min=0)
+        """UNet layout: tokens `(b f) n c` through attn1's own Wk / Wv."""
+        frames = context.num_frames
+        context.frame_batch(tokens)
+        keys = rearrange(frozen_linear(attn1.to_k)(tokens), "(b f) n (h d) -> b f h n d", f=frames, h=attn1.heads)
+        values = rearrange(frozen_linear(attn1.to_v)(tokens), "(b f) n (h d) -> b f h n d", f=frames, h=attn1.heads)
+        self._gather(keys, values, attn1.scale)
+
+    @classmethod
+    def from_frames(cls, keys: torch.Tensor, values: torch.Tensor, scale: float) -> "SharedFrameKV":
+        """From keys / values already computed per frame, `b f h n d` (the DiT path)."""
+        shared = cls.__new__(cls)
+        shared._gather(keys, values, scale)
+        return shared
+
+    def _gather(self, keys: torch.Tensor, values: torch.Tensor, scale: float) -> None:
+        self.videos, self.frames, self.heads = keys.shape[:3]
+        self.scale = scale
+        previous = torch.clamp(torch.arange(self.frames, device=keys.device) - 1, min=0)
         self.k_first = self._per_frame(keys[:, :1].expand_as(keys))
         self.v_first = self._per_frame(values[:, :1].expand_as(values))
         self.k_prev = self._per_frame(keys[:, previous])

@@ -4,7 +4,9 @@
     CA(h) = W3 GELU(LayerNorm_r(W2 (Wq_frozen h)))        (h = attn2's input, already LN2-normalised)
 
 The r rows of W2 act as r learned key tokens and W3 as their values: a motion-specific prompt learned
-instead of text. Wq_frozen is attn2's own query projection, computed once and shared by all adapters.
+instead of text. Wq_frozen is attn2's own query, computed once and shared by all adapters: its projection
+and, on attentions that have one (Wan's `norm_q`, an RMS norm across heads), its query norm.
+The UNet's attn2 sees `(b f) n c` tokens, Wan's `b (f n) c`; the CA is per token, so both work unchanged.
 
 `base_branch` decides what stays of the frozen text cross-attention:
 - "none" (METHOD): attn2 is replaced, its output is `sum_k w_k CA_k(h)` (zero for a zero-init adapter);
@@ -64,22 +66,20 @@ class ImplicitPromptProcessor:
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> torch.Tensor:
+        """`*args` carries what some attentions pass positionally after the mask (Wan: `rotary_emb`, None here)."""
         if self.base_branch == "empty_prompt":
-            output = self.base_processor(
-                attn,
-                hidden_states,
-                encoder_hidden_states=encoder_hidden_states,
-                attention_mask=attention_mask,
-                **kwargs,
-            )
+            output = self.base_processor(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
         else:
-            output = hidden_states.new_zeros(*hidden_states.shape[:-1], attn.out_dim)
+            output = hidden_states.new_zeros(*hidden_states.shape[:-1], attn.to_out[0].out_features)
         active = [(p, w) for p, w in zip(self.prompts, self.weights) if p is not None and w != 0]
         if not active:
             return output
         queries = attn.to_q(hidden_states)  # frozen, shared by all adapters
+        if getattr(attn, "norm_q", None) is not None:  # Wan: RMS norm of the query (None on SD1.5's attn2)
+            queries = attn.norm_q(queries)
         for prompt, weight in active:
             output = output + weight * prompt(queries).to(output.dtype)
         return output

@@ -1,9 +1,11 @@
 """One MIVA (its config and trainable parameters) and attaching one or several MIVAs to an unmodified
-diffusers `UNetMotionModel` by module name.
+diffusers denoiser by module name: a `UNetMotionModel` (tiny, AnimateDiff) or a `WanTransformer3DModel`
+(Wan2.1 DiT; the DiT-specific parts live in `adapters/wan_dit.py`).
 
-Layers are found by name: spatial self-attention `...attentions.j.transformer_blocks.k.attn1` (CFA),
+Layers are found by name. UNet: spatial self-attention `...attentions.j.transformer_blocks.k.attn1` (CFA),
 spatial text cross-attention `...attn2` (CA), temporal attention projections inside `motion_modules`
 (LoRA), and `time_embedding` (the implicit prompt's time-route offset, on UNets that have that route).
+DiT: `blocks.i.attn1` (CFA), `blocks.i.attn2` (CA), `blocks.i.attn1.{to_q,to_k,to_v,to_out.0}` (LoRA).
 Parameters live in the `Miva` under the layer name with dots replaced by "_".
 """
 
@@ -22,15 +24,23 @@ from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPromp
 from miva_lightning.adapters.implicit_time_condition import ImplicitTimeCondition, TimeConditionHook, time_condition_dim
 from miva_lightning.adapters.temporal_lora import (
     LORA_INITS,
-    LORA_MODES,
+    LORA_MODE_CHOICES,
     LoraPair,
     ResidualLoraProcessor,
     TemporalLoraAttachment,
+    resolve_lora_mode,
     temporal_lora_targets,
 )
+from miva_lightning.adapters.wan_dit import (
+    CFA_ROPE_MODES,
+    DiTCrossFrameAttnProcessor,
+    dit_attention_names,
+    dit_time_embedding_dim,
+)
 from miva_lightning.adapters.weighting import WEIGHTING_KINDS
+from miva_lightning.backbones.base import denoiser_family
 
-MIVA_PROCESSORS = (CrossFrameAttnProcessor, ImplicitPromptProcessor, ResidualLoraProcessor)
+MIVA_PROCESSORS = (CrossFrameAttnProcessor, DiTCrossFrameAttnProcessor, ImplicitPromptProcessor, ResidualLoraProcessor)
 
 
 @dataclass
@@ -44,6 +54,7 @@ class MivaConfig:
     tau: float = 0.2
     fixed_weight: float = 0.5
     num_train_timesteps: int = 1000  # T of the linear weighting w = t / T
+    cfa_rope: str = "positions"  # DiT only: positions (queries/keys rotated like attn1's) | none (the authors')
     implicit_prompt: bool = True  # CA in place of every spatial attn2
     ca_rank: int = 64
     base_branch: str = "none"  # none (METHOD: attn2 replaced) | empty_prompt (frozen attn2 kept, CA added)
@@ -59,6 +70,7 @@ class MivaConfig:
             (self.weighting, WEIGHTING_KINDS, "weighting"),
             (self.base_branch, BASE_BRANCHES, "base_branch"),
             (self.lora_init, LORA_INITS, "lora_init"),
+            (self.cfa_rope, CFA_ROPE_MODES, "cfa_rope"),
         ):
             if value not in allowed:
                 raise ValueError(f"MivaConfig.{key}='{value}' is not one of {allowed}")
@@ -110,12 +122,29 @@ def spatial_attention_names(unet: nn.Module, which: str) -> list[str]:
     return names
 
 
+def cfa_layer_names(unet: nn.Module) -> list[str]:
+    """Where CFA attaches: the UNet's spatial `attn1`s, or every DiT block's `attn1`."""
+    return dit_attention_names(unet, "attn1") if denoiser_family(unet) == "dit" else spatial_attention_names(unet, "attn1")
+
+
+def ca_layer_names(unet: nn.Module) -> list[str]:
+    """Where the implicit prompt attaches: the UNet's spatial `attn2`s, or every DiT block's `attn2`."""
+    return dit_attention_names(unet, "attn2") if denoiser_family(unet) == "dit" else spatial_attention_names(unet, "attn2")
+
+
 def time_embedding_dim(unet: nn.Module) -> int:
+    """Width of the denoiser's own timestep embedding temb(t) (what w(t) reads)."""
+    if denoiser_family(unet) == "dit":
+        return dit_time_embedding_dim(unet)
     return unet.time_embedding.linear_2.out_features
 
 
+def _linear(layer: nn.Module) -> nn.Module:
+    return getattr(layer, "base_layer", layer)  # the base Linear behind a peft wrapper
+
+
 class Miva(nn.Module):
-    """The trainable parameters of ONE motion adapter, keyed by the UNet layer they attach to."""
+    """The trainable parameters of ONE motion adapter, keyed by the denoiser layer they attach to."""
 
     def __init__(
         self,
@@ -134,29 +163,32 @@ class Miva(nn.Module):
 
     @classmethod
     def from_unet(cls, unet: nn.Module, config: MivaConfig | None = None, init_from_base: bool = True) -> "Miva":
-        """A fresh (zero-effect) MIVA shaped for `unet`, on its device; Wq' starts as attn1's Wq.
+        """A fresh (zero-effect) MIVA shaped for `unet` (a UNetMotionModel or a Wan DiT), on its device; Wq'
+        (and its bias, where attn1 has one) starts as attn1's Wq.
 
         `init_from_base=False` only builds the shapes (used on the meta device to check a file)."""
         config = config or MivaConfig()
         cross_frame, implicit_prompt, temporal_lora, time_condition = {}, {}, {}, {}
         if config.cross_frame:
-            for name in spatial_attention_names(unet, "attn1"):
+            for name in cfa_layer_names(unet):
                 attn1 = unet.get_submodule(name)
+                query = _linear(attn1.to_q)
                 adapter = CrossFrameAdapter(
-                    attn1.to_q.in_features,
-                    attn1.to_q.out_features,
+                    query.in_features,
+                    query.out_features,
                     time_embedding_dim(unet),
                     config.cfa_variant,
                     config.weighting,
                     config.tau,
                     config.fixed_weight,
                     config.num_train_timesteps,
+                    query_bias=query.bias is not None,
                 )
                 if init_from_base:
                     adapter.init_from(attn1)
                 cross_frame[layer_key(name)] = adapter
         if config.implicit_prompt:
-            for name in spatial_attention_names(unet, "attn2"):
+            for name in ca_layer_names(unet):
                 attn2 = unet.get_submodule(name)
                 implicit_prompt[layer_key(name)] = ImplicitPrompt(
                     attn2.to_q.out_features, attn2.to_out[0].out_features, config.ca_rank
@@ -192,6 +224,7 @@ class Miva(nn.Module):
             cross_frame[key] = CrossFrameAdapter(
                 query, inner, temb, config.cfa_variant, config.weighting, config.tau,
                 config.fixed_weight, config.num_train_timesteps,
+                query_bias=f"cross_frame.{key}.to_q.bias" in shapes,
             )  # fmt: skip
         for key in layers("implicit_prompt"):
             rank, inner = shape(f"implicit_prompt.{key}.down.weight")
@@ -215,7 +248,7 @@ class Miva(nn.Module):
 
 
 def trainable_parameters(miva: Miva) -> list[nn.Parameter]:
-    """What an optimizer trains for one MIVA (everything in the UNet stays frozen)."""
+    """What an optimizer trains for one MIVA (everything in the denoiser stays frozen)."""
     return [p for p in miva.parameters() if p.requires_grad]
 
 
@@ -301,14 +334,27 @@ def _base_branch(mivas: list[Miva]) -> str:
     return branches.pop() if branches else "none"
 
 
+def _cfa_rope(mivas: list[Miva]) -> str:
+    modes = {m.config.cfa_rope for m in mivas if m.config.cross_frame}
+    if len(modes) > 1:
+        raise ValueError(f"attached MIVAs disagree on cfa_rope {sorted(modes)} (their CFAs share keys); use one")
+    return modes.pop() if modes else "positions"
+
+
 def attach_mivas(
     unet: nn.Module, mivas: Iterable[Miva | tuple[Miva, float]], lora_mode: str = "merge"
 ) -> MivaHandle:
-    """Attach MIVAs (with user weights) to an unmodified UNetMotionModel; undo with `detach_mivas`."""
+    """Attach MIVAs (with user weights) to an unmodified UNetMotionModel or Wan DiT; undo with `detach_mivas`.
+
+    The temporal LoRA goes in first and the attention processors second, so that on the DiT (where both
+    sit on attn1) the CFA processor wraps the LoRA's; `detach_mivas` undoes them in the reverse order.
+    `lora_mode`: merge | residual | auto (merge for one temporal LoRA, residual for several; the reasons
+    are in `temporal_lora.resolve_lora_mode`); `handle.lora_mode` records the mode used."""
     adapters, weights = _as_pairs(mivas)
     weights = validate_weights(weights, len(adapters))
-    if lora_mode not in LORA_MODES:
-        raise ValueError(f"unknown lora_mode '{lora_mode}'; choose one of {LORA_MODES}")
+    if lora_mode not in LORA_MODE_CHOICES:
+        raise ValueError(f"unknown lora_mode '{lora_mode}'; choose one of {LORA_MODE_CHOICES}")
+    lora_mode = resolve_lora_mode(lora_mode, sum(bool(m.config.temporal_lora) for m in adapters))
     for name, module in unet.named_modules():
         if isinstance(getattr(module, "processor", None), MIVA_PROCESSORS):
             raise RuntimeError(f"MIVAs are already attached to this UNet ({name}); detach_mivas() first")
@@ -325,12 +371,12 @@ def attach_mivas(
         unet_requires_grad={name: p.requires_grad for name, p in unet.named_parameters()},
     )
     try:
-        _install_processors(handle)
         if any(m.config.temporal_lora for m in adapters):
             lora_sets = [{n: m.temporal_lora[layer_key(n)] for n in temporal_lora_targets(unet)}
                          if m.config.temporal_lora else None for m in adapters]  # fmt: skip
             alphas = [m.config.lora_alpha for m in adapters]
             handle.lora = TemporalLoraAttachment(unet, lora_sets, handle.weights, lora_mode, alphas=alphas)
+        _install_processors(handle)
     except BaseException:
         detach_mivas(handle)
         raise
@@ -345,16 +391,19 @@ def attach_mivas(
 def _install_processors(handle: MivaHandle) -> None:
     unet, mivas = handle.unet, handle.mivas
     if any(m.config.cross_frame for m in mivas):
-        for name in spatial_attention_names(unet, "attn1"):
+        dit, rope = denoiser_family(unet) == "dit", _cfa_rope(mivas)
+        for name in cfa_layer_names(unet):
             attention = unet.get_submodule(name)
             adapters = [m.cross_frame[layer_key(name)] if m.config.cross_frame else None for m in mivas]
             handle.original_processors[name] = attention.processor
-            attention.set_processor(
-                CrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context)
-            )
+            if dit:
+                processor = DiTCrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context, rope)
+            else:
+                processor = CrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context)
+            attention.set_processor(processor)
     if any(m.config.implicit_prompt for m in mivas):
         base_branch = _base_branch(mivas)
-        for name in spatial_attention_names(unet, "attn2"):
+        for name in ca_layer_names(unet):
             attention = unet.get_submodule(name)
             prompts = [m.implicit_prompt[layer_key(name)] if m.config.implicit_prompt else None for m in mivas]
             handle.original_processors[name] = attention.processor
@@ -382,14 +431,15 @@ def set_weights(handle: MivaHandle, weights: Sequence[float]) -> None:
 
 
 def detach_mivas(handle: MivaHandle) -> None:
-    """Restore the UNet exactly: original processors, original linear layers, no hooks."""
+    """Restore the denoiser exactly: original processors, original linear layers, no hooks (in the reverse
+    order of attaching: the processors first, then the LoRA)."""
     if not handle.attached:
         return
-    if handle.lora is not None:
-        handle.lora.detach()
     for name, processor in handle.original_processors.items():
         handle.unet.get_submodule(name).set_processor(processor)
     handle.original_processors.clear()
+    if handle.lora is not None:
+        handle.lora.detach()
     for hook in handle.hooks:
         hook.remove()
     handle.hooks.clear()

@@ -1,6 +1,11 @@
 """Temporal LoRA ("s-TA adapter"): LoRA on q, k, v, out of the AnimateDiff motion modules' temporal
 attention, injected with peft (one named peft adapter per attached MIVA).
 
+On Wan's DiT there is no separate temporal attention: every block's self-attention `attn1` attends over
+all `f' h' w'` tokens at once, so it is the base's temporal (spatio-temporal) attention, and the LoRA goes on
+its q, k, v, out projections (`blocks.i.attn1.{to_q,to_k,to_v,to_out.0}`). The CFA of the same attn1 reads
+its keys/values from the frozen base projections underneath the LoRA.
+
 The LoRA matrices are owned by the `Miva` (so one optimizer / one file holds a whole adapter): after
 peft wraps the target linears, each adapter's `lora_A` / `lora_B` entries are pointed at the Miva's own
 modules. Two ways to combine several adapters:
@@ -9,6 +14,8 @@ modules. Two ways to combine several adapters:
 - "residual": Attn_W + sum_k w_k (Attn_{W+dW_k} - Attn_W), one attention run per adapter. It equals
               the METHOD's sum_k w_k Attn_{W+dW_k} whenever the weights sum to 1, and it gives back the
               base when all weights are 0.
+- "auto" (`attach_mivas` only): merge when at most one attached MIVA carries a temporal LoRA, residual
+  when several do (`resolve_lora_mode`).
 Each adapter's update is also scaled by its own lora_alpha / rank (peft multiplies the scale set here by
 alpha / r), so mixed adapters keep the scale they were trained with.
 """
@@ -24,13 +31,19 @@ from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 LORA_MODES = ("merge", "residual")
+LORA_MODE_CHOICES = ("auto", *LORA_MODES)  # what attach_mivas / animate / miva-animate accept
 LORA_INITS = ("kaiming", "normal")
 TEMPORAL_TARGETS = re.compile(r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)$")
+DIT_SELF_ATTENTION_TARGETS = re.compile(r"^blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)$")
 
 
 def temporal_lora_targets(unet: nn.Module) -> dict[str, nn.Linear]:
-    """Names -> Linear layers of the motion modules' attention projections (q, k, v, out)."""
-    targets = {name: module for name, module in unet.named_modules() if TEMPORAL_TARGETS.match(name)}
+    """Names -> Linear layers that carry the temporal LoRA: the motion modules' attention projections
+    (q, k, v, out) of a UNet, or every DiT block's self-attention projections (Wan)."""
+    from miva_lightning.backbones.base import denoiser_family
+
+    pattern = DIT_SELF_ATTENTION_TARGETS if denoiser_family(unet) == "dit" else TEMPORAL_TARGETS
+    targets = {name: module for name, module in unet.named_modules() if pattern.match(name)}
     for name, module in targets.items():
         if not isinstance(module, nn.Linear):
             raise TypeError(
@@ -38,6 +51,27 @@ def temporal_lora_targets(unet: nn.Module) -> dict[str, nn.Linear]:
                 "from the UNet before attaching MIVAs"
             )
     return targets
+
+
+def resolve_lora_mode(mode: str, num_loras: int) -> str:
+    """The LoRA combination used for `num_loras` attached temporal LoRAs; "auto" picks one:
+
+    - one LoRA (or none): "merge". W + w dW is how every MIVA is trained (one adapter at weight 1 in
+      merge mode) and how the authors' code runs a single adapter; it costs one attention run, and at
+      w = 1 it is exactly the residual form (Attn_W + 1 (Attn_{W+dW} - Attn_W)), which runs two.
+    - several: "residual". Merging sums the updates into one attention, W + sum_k w_k dW_k, a weighted
+      average of weights no adapter was trained with (queries of one adapter meet keys of another inside
+      the softmax). Residual runs each adapter's attention as trained and adds the outputs: it equals the
+      authors' default multi-adapter form sum_k w_k Attn_{W+dW_k} when the weights sum to 1, and when they
+      do not it keeps the base's attention whole (Attn_W + sum_k w_k (Attn_{W+dW_k} - Attn_W)) where that
+      form would scale the whole temporal attention by sum_k w_k.
+    The rule looks only at how many LoRAs are attached, not at the weights, so `set_weights` never
+    needs a different mode."""
+    if mode not in LORA_MODE_CHOICES:
+        raise ValueError(f"unknown lora_mode '{mode}'; choose one of {LORA_MODE_CHOICES}")
+    if mode != "auto":
+        return mode
+    return "residual" if num_loras > 1 else "merge"
 
 
 def attention_of(target_name: str) -> str:

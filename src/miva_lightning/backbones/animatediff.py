@@ -9,7 +9,7 @@ Sources (nothing is downloaded when `HF_HUB_OFFLINE` is set):
 
 The 2-D UNet and the motion adapter become one `UNetMotionModel` (`from_unet2d`). Schedulers are built
 from the config, not read from the SD folder, so training and sampling use exactly what the config says.
-`load_wan21` will sit beside `load_animatediff` and reuse `backbones/pretrained.py`.
+`load_wan21` (`backbones/wan.py`) follows the same rules through `backbones/pretrained.py`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ DEFAULT_NOISE_SCHEDULER = {
     "beta_schedule": "scaled_linear",
     "prediction_type": "epsilon",
 }
-DEFAULT_SAMPLE_SCHEDULER = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+DEFAULT_SAMPLE_SCHEDULER = {"clip_sample": False, "set_alpha_to_one": True, "steps_offset": 1}  # as the authors' DDIM
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """`build_backbone(cfg)`: one entry point for every backbone kind.
 
-cfg.kind: `tiny` (embedded, built from config or loaded from a saved base) or `animatediff` (local
-SD1.5 + AnimateDiff folders). For `tiny`, cfg.pretrained selects the weights:
+cfg.kind: `tiny` (embedded, built from config or loaded from a saved base), `animatediff` (local
+SD1.5 + AnimateDiff folders) or `wan` (a local diffusers-layout Wan2.1 T2V folder, `backbones/wan.py`).
+For `tiny`, cfg.pretrained selects the weights:
   null      -> random init (what pretraining starts from)
   latest    -> the base named in artifacts/base/<name>.json (written by `miva-pretrain`)
   <folder>  -> that saved base folder
@@ -51,4 +52,8 @@ def build_backbone(cfg: Mapping[str, Any] | DictConfig) -> Backbone:
         from miva_lightning.backbones.animatediff import load_animatediff
 
         return load_animatediff(cfg)
-    raise ValueError(f"unknown backbone kind {kind!r}: use 'tiny' or 'animatediff'")
+    if kind == "wan":
+        from miva_lightning.backbones.wan import load_wan21
+
+        return load_wan21(cfg)
+    raise ValueError(f"unknown backbone kind {kind!r}: use 'tiny', 'animatediff' or 'wan'")

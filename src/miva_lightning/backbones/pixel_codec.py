@@ -25,6 +25,7 @@ class PixelShuffleCodec(nn.Module):
         self.image_channels = int(image_channels)
         self.latent_channels = self.image_channels * self.factor**2
         self.downscale = self.factor
+        self.temporal_downscale = 1  # frame by frame
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5:

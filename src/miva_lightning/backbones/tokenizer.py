@@ -92,6 +92,8 @@ def encode_prompts(backbone, prompts: Sequence[str]) -> torch.Tensor:
     """Prompts -> text embeddings `b L D` (the last hidden state, as diffusers pipelines use it)."""
     if isinstance(prompts, str):
         raise TypeError("encode_prompts takes a list of prompts, not a single string")
+    if getattr(backbone, "prompt_encoder", None) is not None:  # e.g. Wan: masked UMT5 with zeroed padding
+        return backbone.prompt_encoder(list(prompts))
     if backbone.tokenizer is None or backbone.text_encoder is None:
         raise ValueError(f"backbone {backbone.name!r} has no text encoder; pass prompt embeddings directly")
     tokens = backbone.tokenizer(

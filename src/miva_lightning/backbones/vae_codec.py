@@ -34,6 +34,7 @@ class VaeLatentCodec(nn.Module):
         self.sample_posterior = sample_posterior
         self.latent_channels: int = vae.config.latent_channels
         self.downscale: int = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.temporal_downscale: int = 1  # frame by frame
         self.scaling_factor: float = float(vae.config.scaling_factor)
         self.shift_factor: float = float(getattr(vae.config, "shift_factor", None) or 0.0)
         if tiling:

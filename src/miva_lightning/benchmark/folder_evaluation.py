@@ -84,6 +84,7 @@ def reference_clips(cfg: DictConfig, num_frames: int) -> torch.Tensor:
     import torch
 
     from miva_lightning.data.clip_sources import folder_clip_entries
+    from miva_lightning.data.readers.sampling import largest_stride_that_fits
     from miva_lightning.data.transforms import resize_and_center_crop
 
     ev = cfg.evaluation
@@ -93,7 +94,7 @@ def reference_clips(cfg: DictConfig, num_frames: int) -> torch.Tensor:
         if count < num_frames:
             warnings.warn(f"FVD reference: {entry.path} has {count} frames < {num_frames}; left out", stacklevel=2)
             continue
-        stride = min(int(ev.stride), max(1, (count - 1) // (num_frames - 1)))
+        stride = largest_stride_that_fits(count, num_frames, int(ev.stride))
         if stride < int(ev.stride):
             warnings.warn(f"FVD reference: {entry.path} ({count} frames) read at stride {stride}, not {ev.stride}", stacklevel=2)
         video = entry.load(num_frames=num_frames, stride=stride)

@@ -1,7 +1,9 @@
-"""`miva-animate`: animate one image with MIVAs, writing `<out>.mp4` and `<out>.gif` atomically.
+"""`miva-animate`: animate one image with MIVAs, writing `<out>.mp4` and `<out>.gif` atomically, or every
+PNG/JPG of a folder, writing `<out>/<image stem>.mp4` and `.gif`.
 
     miva-animate image=photo.jpg --adapter waterfall.safetensors:1.0 --adapter clouds.safetensors:0.6
     miva-animate image=photo.jpg 'adapters=[waterfall.safetensors:0.8]' steps=50 seed=3
+    miva-animate backbone=animatediff_sd15 image=benchmark_images/ --adapter waterfall.safetensors out=videos batch_size=4
 
 `--adapter PATH[:WEIGHT]` (weight 1 when left out) may repeat; it adds to the Hydra list `adapters`.
 The work is `miva_lightning.pipelines.animate.run_animate`.

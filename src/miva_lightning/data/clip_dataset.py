@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from miva_lightning.data.clip_sources import ClipEntry
 from miva_lightning.data.readers import VideoReadError
 from miva_lightning.data.readers.errors import unusable_clips_error
-from miva_lightning.data.readers.sampling import frames_needed, too_short
+from miva_lightning.data.readers.sampling import frames_needed, largest_stride_that_fits, too_short
 from miva_lightning.data.transforms import resize_and_center_crop, to_float, to_uint8
 
 
@@ -29,6 +29,11 @@ class FewShotClipDataset(Dataset):
 
     `cache=True` decodes each clip once (resized and cropped, kept as uint8) when the dataset is
     built; `cache=False` reads only the sampled frames on every access.
+
+    A clip with fewer than `(num_frames - 1) * stride + 1` frames is read at the largest stride that fits
+    (at least 1), with one warning naming the file and that stride, as the authors' LAMP loader does
+    (`shrink_stride=False`: refused instead). A clip shorter than `num_frames` is refused either way
+    (`ClipTooShortError`; skipped with a warning under on_error="skip").
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class FewShotClipDataset(Dataset):
         cache: bool = True,
         read_options: dict | None = None,
         on_error: str = "raise",
+        shrink_stride: bool = True,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -53,9 +59,11 @@ class FewShotClipDataset(Dataset):
         self.train, self.flip_p, self.seed, self.cache = train, flip_p, seed, cache
         self.read_options = dict(read_options or {})
         self.on_error = on_error
+        self.shrink_stride = shrink_stride
         self.needed = frames_needed(num_frames, stride)
         self.entries: list[ClipEntry] = []
         self.frame_counts: list[int] = []
+        self.strides: list[int] = []  # per clip: `stride`, or a smaller one for a short clip
         self.cached: list[torch.Tensor] = []  # uint8 f c h w per clip, when caching
         errors: list[VideoReadError] = []
         for entry in entries:
@@ -64,22 +72,37 @@ class FewShotClipDataset(Dataset):
                 self.add(entry, *checked)
         self.raise_if_needed(errors)
 
-    def check(self, entry: ClipEntry) -> tuple[int, torch.Tensor | None]:
-        """Read `entry` as this dataset will: `(frames it has, uint8 video to cache or None)`.
+    def check(self, entry: ClipEntry) -> tuple[int, torch.Tensor | None, int]:
+        """Read `entry` as this dataset will: `(frames it has, uint8 video to cache or None, stride)`.
         Raises `VideoReadError` naming the file when it cannot be used."""
         if self.cache:
             video = entry.load(**self.read_options)
             total = video.shape[0]
         else:
             total = entry.count(timeout_s=self.read_options.get("timeout_s", 60.0))
-        if total < self.needed:
-            raise too_short(entry.path, total, self.num_frames, self.stride, 0)
+        stride = self.stride_for(entry, total)
         if not self.cache:  # count() decodes with PyAV: make sure the chosen backend reads it too
-            entry.load(num_frames=self.num_frames, stride=self.stride, **self.read_options)
-            return total, None
-        return total, to_uint8(resize_and_center_crop(video, self.height, self.width))
+            entry.load(num_frames=self.num_frames, stride=stride, **self.read_options)
+            return total, None, stride
+        return total, to_uint8(resize_and_center_crop(video, self.height, self.width)), stride
 
-    def try_check(self, entry: ClipEntry, errors: list[VideoReadError]) -> tuple[int, torch.Tensor | None] | None:
+    def stride_for(self, entry: ClipEntry, total: int) -> int:
+        """The stride `entry` (with `total` frames) is read at: `self.stride`, or for a clip too short for it
+        the largest that fits, with a warning; `ClipTooShortError` when `num_frames` do not fit at stride 1
+        (or when shrinking is off)."""
+        if total >= self.needed:
+            return self.stride
+        if not self.shrink_stride or total < self.num_frames:
+            raise too_short(entry.path, total, self.num_frames, self.stride, 0)
+        stride = largest_stride_that_fits(total, self.num_frames, self.stride)
+        warnings.warn(
+            f"{entry.path}: clip has {total} frames, fewer than the {self.needed} that num_frames={self.num_frames} "
+            f"at stride={self.stride} needs; reading it at stride {stride}",
+            stacklevel=2,
+        )
+        return stride
+
+    def try_check(self, entry: ClipEntry, errors: list[VideoReadError]) -> tuple[int, torch.Tensor | None, int] | None:
         """`check(entry)`, or None after adding its error to `errors` (with a warning naming the
         file when skipping)."""
         try:
@@ -95,9 +118,10 @@ class FewShotClipDataset(Dataset):
         if errors and self.on_error == "raise":
             raise unusable_clips_error(errors)
 
-    def add(self, entry: ClipEntry, total: int, video: torch.Tensor | None) -> None:
+    def add(self, entry: ClipEntry, total: int, video: torch.Tensor | None, stride: int | None = None) -> None:
         self.entries.append(entry)
         self.frame_counts.append(total)
+        self.strides.append(self.stride if stride is None else stride)
         if video is not None:
             self.cached.append(video)
 
@@ -108,13 +132,15 @@ class FewShotClipDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         entry = self.entries[index]
         generator = torch.Generator().manual_seed(_item_seed(self.seed, epoch, index))
-        latest_start = self.frame_counts[index] - self.needed
+        stride = self.strides[index]
+        needed = frames_needed(self.num_frames, stride)
+        latest_start = self.frame_counts[index] - needed
         start = int(torch.randint(latest_start + 1, (1,), generator=generator)) if self.train else 0
         flip = self.train and float(torch.rand((), generator=generator)) < self.flip_p
         if self.cache:
-            video = to_float(self.cached[index][start : start + self.needed : self.stride])
+            video = to_float(self.cached[index][start : start + needed : stride])
         else:
-            raw = entry.load(num_frames=self.num_frames, stride=self.stride, start=start, **self.read_options)
+            raw = entry.load(num_frames=self.num_frames, stride=stride, start=start, **self.read_options)
             video = resize_and_center_crop(raw, self.height, self.width)
         if flip:
             video = video.flip(-1)

@@ -57,6 +57,7 @@ class FewShotMotionDataModule(L.LightningDataModule):
         oversize: str = "downscale",
         decode_timeout_s: float = 60.0,
         on_error: str = "raise",
+        shrink_stride: bool = True,
         captions: dict[str, str] | None = None,
         world_clips_per_motion: int = 10,
         world_size: int | None = None,
@@ -67,7 +68,9 @@ class FewShotMotionDataModule(L.LightningDataModule):
         `max_clips`: training clips per motion (taken after the validation clips are set
         aside); both splits hold usable clips only. `on_error`: "raise" reads every clip and
         raises one error naming all the bad ones; "skip" warns for each bad clip and takes the
-        next one in the seeded order instead (see `train_val_datasets`). `world_*`: the
+        next one in the seeded order instead (see `train_val_datasets`). `shrink_stride`: a clip
+        too short for `stride` is read at the largest stride that fits, with a warning naming it
+        (False: refused like a clip shorter than `num_frames`, which always is). `world_*`: the
         motion-world source renders `world_clips_per_motion` clips per motion of `world_size`
         pixels (default: max(height, width)) and `world_num_frames` frames (default: exactly
         what num_frames and stride need)."""
@@ -102,6 +105,7 @@ class FewShotMotionDataModule(L.LightningDataModule):
             num_val=hp.num_val,
             flip_p=hp.flip_p,
             on_error=hp.on_error,
+            shrink_stride=hp.shrink_stride,
             num_frames=hp.num_frames,
             stride=hp.stride,
             height=hp.height,

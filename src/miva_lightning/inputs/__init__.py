@@ -19,6 +19,7 @@ from miva_lightning.inputs.files import (
     check_adapter_file,
     check_adapter_weight,
     check_adapters,
+    check_image_inputs,
     check_image_path,
     configured_base,
     parse_adapter_spec,
@@ -27,6 +28,7 @@ from miva_lightning.inputs.files import (
     tiny_base_folder,
 )
 from miva_lightning.inputs.settings import (
+    LORA_MODE_NAMES,
     SCHEDULER_NAMES,
     check_animate_config,
     check_base_eval_config,
@@ -44,6 +46,7 @@ from miva_lightning.inputs.settings import (
 __all__ = [
     "MIVA_FORMAT",
     "MIVA_FORMAT_VERSION",
+    "LORA_MODE_NAMES",
     "MIVA_METADATA_KEY",
     "SCHEDULER_NAMES",
     "InputError",
@@ -58,6 +61,7 @@ __all__ = [
     "check_data_folder",
     "check_eval_config",
     "check_given",
+    "check_image_inputs",
     "check_image_path",
     "check_number",
     "check_pretrain_config",

@@ -53,6 +53,40 @@ def check_image_path(path: Any, option: str = "image") -> Path:
     return path
 
 
+ANIMATE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder given as `image=` contributes
+
+
+def image_folder_files(folder: Path) -> list[Path]:
+    """The PNG/JPG files directly in `folder`, sorted by name (hidden files left out)."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in ANIMATE_IMAGE_SUFFIXES and not p.name.startswith(".")
+    )  # fmt: skip
+
+
+def check_image_inputs(path: Any, option: str = "image") -> list[Path]:
+    """One PNG/JPG file, or every PNG/JPG file of a folder (sorted by name), each checked like
+    `check_image_path`. A folder without such files, or with two of one stem (`a.png`, `a.jpg`: both would
+    be written as `<out>/a.mp4`), is an InputError."""
+    if path is None or str(path) in ("", "???") or not Path(str(path)).is_dir():
+        return [check_image_path(path, option)]
+    folder = Path(str(path))
+    files = image_folder_files(folder)
+    if not files:
+        raise InputError(
+            f"image folder {_quote(folder)} has no PNG/JPG images ({option}=... must be a PNG/JPG file or a folder of them)"
+        )
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen:
+            raise InputError(
+                f"image folder {_quote(folder)} has {seen[file.stem].name} and {file.name}: both would be written as "
+                f"{file.stem}.mp4/.gif; rename one"
+            )
+        seen[file.stem] = file
+    return [check_image_path(file, option) for file in files]
+
+
 # ------------------------------------------------------------------------------------ adapter weights
 
 

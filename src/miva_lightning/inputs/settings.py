@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from miva_lightning.inputs.errors import InputError, InputFileNotFoundError, _quote
-from miva_lightning.inputs.files import check_adapters, check_image_path, configured_base
+from miva_lightning.inputs.files import check_adapters, check_image_inputs, check_image_path, configured_base
 
 # Files beside clips that are not clips (the folder source skips them too, see data/clip_sources.py).
 _SIDECAR_SUFFIXES = (".txt", ".json", ".csv", ".md", ".yaml", ".yml")
 # The names `sampling.schedulers.SCHEDULERS` knows (that module imports diffusers; a test keeps both equal).
 SCHEDULER_NAMES = ("ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++", "unipc")
+# `adapters.temporal_lora.LORA_MODE_CHOICES` (that module imports peft; a test keeps both equal).
+LORA_MODE_NAMES = ("auto", "merge", "residual")
 
 
 # -------------------------------------------------------------------------------------------- numbers
@@ -154,15 +156,20 @@ def check_world_motions(motions: str | Sequence[str] | None) -> None:
 
 
 def check_animate_config(cfg: Any, extra_adapters: Sequence[Any] = ()) -> list[tuple[str, float]]:
-    """miva-animate's inputs: image, adapters (file, weight, base), sampling numbers. Returns the adapters."""
-    check_image_path(_select(cfg, "image"))  # None when missing (`???`): "no input image given"
+    """miva-animate's inputs: image (a file or a folder of them), adapters (file, weight, base), sampling
+    numbers. Returns the adapters."""
+    check_image_inputs(_select(cfg, "image"))  # None when missing (`???`): "no input image given"
+    check_number(cfg, "batch_size", minimum=1, integer=True, optional=True)
     check_number(cfg, "steps", minimum=1, integer=True)
     check_number(cfg, "num_frames", minimum=2, integer=True)
     check_number(cfg, "seed", integer=True)
     check_number(cfg, "fps", minimum=0, exclusive_minimum=True)
     check_number(cfg, "guidance_scale", minimum=0)
     check_number(cfg, "adapter_guidance", minimum=0, optional=True)
-    check_choice(cfg, "lora_mode", ("merge", "residual"))
+    check_choice(cfg, "lora_mode", LORA_MODE_NAMES)
+    options = _select(cfg, "scheduler_options")
+    if options is not None and not isinstance(options, Mapping):
+        raise InputError(f"scheduler_options={options!r} is not valid: use a mapping such as {{set_alpha_to_one: true}} (or {{}})")
     scheduler = _select(cfg, "scheduler")
     if scheduler is not None and str(scheduler).lower() not in SCHEDULER_NAMES:
         raise InputError(f"scheduler={scheduler} is not valid: use one of {', '.join(SCHEDULER_NAMES)} or null (the backbone's own)")

@@ -3,17 +3,24 @@
 All options off gives plain Gaussian noise `b c f h w` scaled by the scheduler's `init_noise_sigma`.
 The switches, applied in this order:
 
-1. `shared_noise_ratio` (LAMP): every Gaussian draw below is
-   `sqrt(r) * shared + sqrt(1 - r) * per_frame`, with `shared` one `b c 1 h w` draw broadcast over
-   frames. This keeps unit variance and makes the correlation between any two frames exactly `r`
-   (our reading of "a share of the noise common to all frames": a share of the variance).
+1. `shared_noise_ratio` r (LAMP): every Gaussian draw below mixes `shared`, one `b c 1 h w` draw
+   broadcast over frames, into the per-frame noise; `shared_noise_formula` says how:
+   - "variance" (this project's reading: r is a share of the variance):
+     `sqrt(r) * shared + sqrt(1 - r) * per_frame`, unit variance, inter-frame correlation exactly r.
+   - "linear" (the authors' code, after LAMP): `r * shared + (1 - r) * per_frame`. NOT unit variance:
+     the variance is r^2 + (1 - r)^2 and the inter-frame correlation r^2 / (r^2 + (1 - r)^2). At
+     r = 0.05: variance 0.905, correlation 0.00276, so "variance" at the same r correlates the frames
+     about 18x more. (Their `shared` is frame 1's own draw, which frame 1 keeps unmixed and then loses
+     to the clean image latent; for frames 2..F that is the same as a separate shared draw.)
 2. `first_frame_forward_t`: the clean first-frame latent repeated over all frames is forward-diffused
    to timestep t with `scheduler.add_noise` (so frames start from a noisy copy of the image).
 3. `dct_lowfreq_cutoff` (needs 2.): keep the low spatial DCT frequencies of that noised latent and take
    the high frequencies from fresh noise. The filter is SPATIAL ONLY, per frame and channel: the
    reference lineage (LAMP-style code) applies a 2-D DCT to the last two axes of `b c f h w` and keeps
    the top-left rectangle of `int(h * cutoff) x int(w * cutoff)` coefficients. Over frames the noised
-   static video differs only by its noise, so a temporal low-pass would mostly average noise.
+   static video differs only by its noise, so a temporal low-pass would mostly average noise. (The
+   authors' code takes the high frequencies from the draw it forward-diffused, not a fresh one; the low
+   and high DCT coefficients of Gaussian noise are independent, so the distribution is the same.)
 4. `adain_to_first_frame` (after the last step, `finalize_latents`): every frame's per-channel
    mean/std over (h, w) is set to those of the clean first-frame latent.
 
@@ -30,6 +37,8 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from einops import repeat
 
+SHARED_NOISE_FORMULAS = ("variance", "linear")
+
 
 @dataclass
 class NoiseInit:
@@ -37,12 +46,17 @@ class NoiseInit:
 
     first_frame_forward_t: int | None = None  # e.g. 975
     dct_lowfreq_cutoff: float | None = None  # e.g. 0.23, fraction of DCT coefficients kept per spatial axis
-    shared_noise_ratio: float = 0.0  # e.g. 0.05, share of the noise variance common to all frames
+    shared_noise_ratio: float = 0.0  # e.g. 0.05: how much of the noise all frames share (see the formula)
+    shared_noise_formula: str = "variance"  # "variance" (unit variance, correlation r) | "linear" (the authors')
     adain_to_first_frame: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shared_noise_ratio <= 1.0:
             raise ValueError(f"NoiseInit.shared_noise_ratio must be in [0, 1], got {self.shared_noise_ratio}")
+        if self.shared_noise_formula not in SHARED_NOISE_FORMULAS:
+            raise ValueError(
+                f"NoiseInit.shared_noise_formula must be one of {SHARED_NOISE_FORMULAS}, got {self.shared_noise_formula!r}"
+            )
         if self.dct_lowfreq_cutoff is not None:
             if not 0.0 <= self.dct_lowfreq_cutoff <= 1.0:
                 raise ValueError(f"NoiseInit.dct_lowfreq_cutoff must be in [0, 1], got {self.dct_lowfreq_cutoff}")
@@ -69,16 +83,34 @@ def as_noise_init(value: NoiseInit | Mapping | None) -> NoiseInit | None:
     raise TypeError(f"noise_init must be None, a NoiseInit or a mapping of its fields, got {type(value).__name__}")
 
 
+def shared_noise_weights(ratio: float, formula: str = "variance") -> tuple[float, float]:
+    """(weight of the shared draw, weight of the per-frame draw) of `formula` at `ratio`."""
+    if formula == "variance":
+        return math.sqrt(ratio), math.sqrt(1.0 - ratio)
+    if formula == "linear":
+        return ratio, 1.0 - ratio
+    raise ValueError(f"shared_noise_formula must be one of {SHARED_NOISE_FORMULAS}, got {formula!r}")
+
+
+def shared_noise_statistics(ratio: float, formula: str = "variance") -> tuple[float, float]:
+    """Closed form (variance of every element, correlation between two frames) of the mixed noise."""
+    shared, per_frame = shared_noise_weights(ratio, formula)
+    variance = shared**2 + per_frame**2
+    return variance, shared**2 / variance
+
+
 def draw_noise(
-    shape: tuple[int, ...], shared_noise_ratio: float, generator, device, dtype
+    shape: tuple[int, ...], shared_noise_ratio: float, generator, device, dtype, formula: str = "variance"
 ) -> torch.Tensor:
-    """Gaussian noise `b c f h w` with unit variance and inter-frame correlation `shared_noise_ratio`."""
+    """Gaussian noise `b c f h w` whose frames share `shared_noise_ratio` of it by `formula` (module doc);
+    ratio 0 is plain unit Gaussian noise under either formula."""
     per_frame = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
     if shared_noise_ratio == 0.0:
         return per_frame
     b, c, _, h, w = shape
     shared = randn_tensor((b, c, 1, h, w), generator=generator, device=device, dtype=dtype)
-    return math.sqrt(shared_noise_ratio) * shared + math.sqrt(1.0 - shared_noise_ratio) * per_frame
+    shared_weight, per_frame_weight = shared_noise_weights(shared_noise_ratio, formula)
+    return shared_weight * shared + per_frame_weight * per_frame
 
 
 def dct_matrix(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -147,7 +179,8 @@ def prepare_initial_latents(
     device, dtype = first_latent.device, first_latent.dtype
 
     init_noise_sigma = getattr(scheduler, "init_noise_sigma", 1.0)  # flow-matching schedulers have none
-    noise = draw_noise(shape, noise_init.shared_noise_ratio, generator, device, dtype)
+    mix = (noise_init.shared_noise_ratio, generator, device, dtype, noise_init.shared_noise_formula)
+    noise = draw_noise(shape, *mix)
     if noise_init.first_frame_forward_t is None:
         return noise * init_noise_sigma
     if not hasattr(scheduler, "add_noise"):
@@ -166,7 +199,7 @@ def prepare_initial_latents(
     if noise_init.dct_lowfreq_cutoff is None:
         return noised
 
-    fresh = draw_noise(shape, noise_init.shared_noise_ratio, generator, device, dtype) * init_noise_sigma
+    fresh = draw_noise(shape, *mix) * init_noise_sigma
     low_of_noised, _ = split_frequencies(noised, noise_init.dct_lowfreq_cutoff)
     _, high_of_fresh = split_frequencies(fresh, noise_init.dct_lowfreq_cutoff)
     return low_of_noised + high_of_fresh

@@ -1,4 +1,15 @@
-"""Image-to-video sampling: the input image is frame 1, kept clean after every denoising step."""
+"""Image-to-video sampling: the input image is frame 1, kept clean after every denoising step.
+
+One loop for every backbone. Its rule, per step t of the scheduler's schedule:
+1. the denoiser sees the current latents with latent frame 1 replaced by the clean image latent (clean and
+   unscaled, as in training);
+2. the scheduler steps all frames (DDPM family: DDIM / Euler / ... on the predicted eps, v or x0; flow matching:
+   Euler x <- x + (sigma_next - sigma) v on the predicted velocity, or UniPC on flow sigmas);
+3. latent frame 1 is reset to the clean image latent.
+The first latent frame is the image's latent. On frame-wise codecs that is video frame 1; on Wan's causal VAE
+it is latent frame 1, which the VAE computes from video frame 1 alone, so the decoded frame 1 is the image
+through the VAE round trip.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +19,11 @@ from collections.abc import Mapping
 import torch
 from tqdm.auto import tqdm
 
+from miva_lightning.backbones.base import latent_frame_count
 from miva_lightning.backbones.forward import unet_predict
 from miva_lightning.backbones.tokenizer import encode_prompts
 from miva_lightning.sampling.noise_init import NoiseInit, as_noise_init, finalize_latents, prepare_initial_latents
-from miva_lightning.sampling.schedulers import build_scheduler
+from miva_lightning.sampling.schedulers import build_scheduler, set_sampling_timesteps
 
 
 def _with_clean_first(latents: torch.Tensor, first_latent: torch.Tensor) -> torch.Tensor:
@@ -40,15 +52,17 @@ def sample_video(
 
     prompt_embeds `b L D` (None = the empty prompt). guidance_scale > 1 adds classifier-free guidance
     against the empty prompt (or against `negative_prompt_embeds` `b L D` when given). Each call steps a
-    fresh scheduler: a copy of `backbone.sample_scheduler` (DDIM for tiny and AnimateDiff), or the one
-    named by `scheduler` (`sampling.schedulers.SCHEDULERS`). Equal generators give equal videos.
-    `noise_init`: a NoiseInit or a mapping of its fields (`as_noise_init`).
+    fresh scheduler: a copy of `backbone.sample_scheduler` (DDIM for tiny and AnimateDiff, flow-matching Euler
+    or UniPC for Wan), or the one named by `scheduler` (`sampling.schedulers.SCHEDULERS`, DDPM-family
+    backbones only). Equal generators give equal videos. `num_frames` counts video frames (Wan: 4k + 1).
+    `noise_init`: a NoiseInit or a mapping of its fields (`as_noise_init`; Wan: no `first_frame_forward_t`).
     """
     noise_init = as_noise_init(noise_init)
     if first_frame.ndim != 4:
         raise ValueError(f"first_frame must be `b c h w` in [0, 1], got shape {tuple(first_frame.shape)}")
     if num_frames < 2:
         raise ValueError(f"num_frames must be >= 2 (frame 1 is the input image), got {num_frames}")
+    latent_frames = latent_frame_count(backbone.codec, num_frames)
     device = next(backbone.unet.parameters()).device
     dtype = next(backbone.unet.parameters()).dtype
     b = first_frame.shape[0]
@@ -66,8 +80,8 @@ def sample_video(
         prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds])
 
     sched = build_scheduler(backbone.sample_scheduler, scheduler)
-    sched.set_timesteps(num_inference_steps, device=device)
-    latents = prepare_initial_latents(first_latent, num_frames, sched, noise_init, generator)
+    set_sampling_timesteps(sched, num_inference_steps, device=device)
+    latents = prepare_initial_latents(first_latent, latent_frames, sched, noise_init, generator)
     latents = _with_clean_first(latents.to(device, dtype), first_latent)
     # Stochastic schedulers (DDPM, Euler ancestral) draw from `generator`; deterministic ones take no such argument.
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
@@ -77,8 +91,10 @@ def sample_video(
         anchor = torch.cat([first_latent, first_latent]) if use_cfg else first_latent
         timesteps = t.expand(model_input.shape[0]).to(device)
         # Frame 1 enters the UNet exactly as in training: clean and unscaled (Euler-type schedulers scale
-        # the whole input by 1 / sqrt(sigma^2 + 1); DDIM's scaling is the identity).
-        model_input = _with_clean_first(sched.scale_model_input(model_input, t), anchor)
+        # the whole input by 1 / sqrt(sigma^2 + 1); DDIM's scaling is the identity; flow matching has none).
+        if hasattr(sched, "scale_model_input"):
+            model_input = sched.scale_model_input(model_input, t)
+        model_input = _with_clean_first(model_input, anchor)
         prediction = unet_predict(backbone, model_input, timesteps, prompt_embeds, anchor)
         if use_cfg:
             uncond, cond = prediction.chunk(2)

@@ -1,4 +1,5 @@
-"""Which diffusers scheduler samples a video: the backbone's own (DDIM for tiny and AnimateDiff) or one by name.
+"""Which diffusers scheduler samples a video: the backbone's own (DDIM for tiny and AnimateDiff, flow-matching
+Euler or UniPC on flow sigmas for Wan) or, on DDPM-family backbones, one by name.
 
 Every named scheduler is built with `from_config` from the backbone's sampling scheduler, so it shares
 its betas, zero-SNR rescaling, timestep spacing and prediction type (diffusers ignores the keys a class
@@ -14,6 +15,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
     UniPCMultistepScheduler,
 )
 
@@ -29,7 +31,20 @@ SCHEDULERS = {
 
 
 def is_flow_matching(scheduler) -> bool:
-    return "FlowMatch" in type(scheduler).__name__
+    """Flow-matching schedulers (Wan): diffusers' FlowMatch* classes, and UniPC run on flow sigmas."""
+    config = getattr(scheduler, "config", {})
+    return "FlowMatch" in type(scheduler).__name__ or config.get("prediction_type") == "flow_prediction"
+
+
+def set_sampling_timesteps(scheduler, num_inference_steps: int, device=None) -> None:
+    """`scheduler.set_timesteps` for one sampling run. The flow-matching Euler scheduler gets the sigma grid
+    linspace(1, 0, N + 1)[:-1] (before its shift; the step after the last goes to 0), which is the authors'
+    DiffSynth sampling grid for Wan; every other scheduler uses its own default spacing."""
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler) and not scheduler.config.get("use_dynamic_shifting"):
+        sigmas = torch.linspace(1.0, 0.0, num_inference_steps + 1)[:-1].tolist()
+        scheduler.set_timesteps(sigmas=sigmas, device=device)
+    else:
+        scheduler.set_timesteps(num_inference_steps, device=device)
 
 
 def build_scheduler(backbone_scheduler, name: str | None = None):

@@ -119,8 +119,9 @@ class FewShotModule(L.LightningModule, abc.ABC):
 
     @torch.no_grad()
     def _empty_prompt_embeds(self) -> torch.Tensor:
-        """Embedding `1 L D` of the empty prompt (the UNet always expects the tensor)."""
-        if self.backbone.text_encoder is not None and self.backbone.tokenizer is not None:
+        """Embedding `1 L D` of the empty prompt (the denoiser always expects the tensor)."""
+        has_text = self.backbone.text_encoder is not None and self.backbone.tokenizer is not None
+        if has_text or getattr(self.backbone, "prompt_encoder", None) is not None:
             from miva_lightning.backbones import encode_prompts
 
             return encode_prompts(self.backbone, [""]).detach()

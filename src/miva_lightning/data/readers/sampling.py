@@ -23,6 +23,14 @@ def frames_needed(num_frames: int, stride: int, start: int = 0) -> int:
     return start + (num_frames - 1) * stride + 1
 
 
+def largest_stride_that_fits(total: int, num_frames: int, stride: int) -> int:
+    """`stride`, or the largest smaller one (at least 1) with which `total` frames supply `num_frames`
+    frames: min(stride, (total - 1) // (num_frames - 1)). The caller checks that `num_frames` fit at all."""
+    if num_frames <= 1:
+        return stride
+    return max(1, min(stride, (total - 1) // (num_frames - 1)))
+
+
 def frame_indices(path, total: int, num_frames: int | None, stride: int, start: int) -> list[int]:
     """Indices `start, start + stride, ...`: `num_frames` of them, or all that fit when None."""
     validate_sampling(num_frames, stride, start)
