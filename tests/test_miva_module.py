@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import lightning as L
 import pytest
@@ -192,14 +193,11 @@ def test_lr_schedule_warmup_then_cosine_known_values():
         MivaOptimization(lr_schedule="step")
 
 
-def test_eight_bit_without_bitsandbytes_warns_and_falls_back():
-    pytest.importorskip("torch")
-    try:
-        import bitsandbytes  # noqa: F401
+def test_eight_bit_without_bitsandbytes_warns_and_falls_back(monkeypatch):
+    from miva_lightning.training import optimization
 
-        pytest.skip("bitsandbytes is installed here")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed, wherever the test runs
+    monkeypatch.setattr(optimization, "_eight_bit_fallback_reported", False)  # reported once per process
     params = [torch.nn.Parameter(torch.zeros(3))]
     with pytest.warns(UserWarning, match="bitsandbytes is not installed"):
         optimizer = build_adamw(params, MivaOptimization(eight_bit=True))

@@ -128,15 +128,29 @@ class FewShotClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def window_starts(self, index: int) -> int:
+        """How many start frames clip `index` offers (its frames minus the window's, plus one)."""
+        return self.frame_counts[index] - frames_needed(self.num_frames, self.strides[index]) + 1
+
+    def draw(self, index: int, epoch: int) -> tuple[int, bool]:
+        """`(start frame, flip)` of clip `index` in `epoch`: a pure function of (seed, epoch, index)."""
+        generator = torch.Generator().manual_seed(_item_seed(self.seed, epoch, index))
+        start = int(torch.randint(self.window_starts(index), (1,), generator=generator)) if self.train else 0
+        flip = self.train and float(torch.rand((), generator=generator)) < self.flip_p
+        return start, flip
+
+    def clip_frames(self, index: int) -> torch.Tensor:
+        """Every frame of clip `index` as items show them (resized, cropped): float `f c h w` in [0, 1]."""
+        if self.cache:
+            return to_float(self.cached[index])
+        return resize_and_center_crop(self.entries[index].load(**self.read_options), self.height, self.width)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         entry = self.entries[index]
-        generator = torch.Generator().manual_seed(_item_seed(self.seed, epoch, index))
         stride = self.strides[index]
         needed = frames_needed(self.num_frames, stride)
-        latest_start = self.frame_counts[index] - needed
-        start = int(torch.randint(latest_start + 1, (1,), generator=generator)) if self.train else 0
-        flip = self.train and float(torch.rand((), generator=generator)) < self.flip_p
+        start, flip = self.draw(index, epoch)
         if self.cache:
             video = to_float(self.cached[index][start : start + needed : stride])
         else:

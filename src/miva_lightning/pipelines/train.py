@@ -14,6 +14,8 @@ large_data trains on fresh world clips of its motions instead (that is the metho
 batch size and steps. The run folder (`cfg.paths.output_dir`) gets checkpoints/, previews/, the logger's
 files and the export: `<motion>.safetensors` (miva, motion_lora: MIVA files), `<motion>.lamp.safetensors`,
 `<motion>.full_ft/` or `large_data/` (folders with `method.json` and safetensors weights).
+`cache_latents=true` trains from latents (and caption embeddings) encoded once before training, with the codec and
+text encoder parked on the CPU between previews (`data/latent_cache.py`; few-shot methods only).
 Summary: method, motion, steps, train_time_s, peak_rss_mb, trainable_params, bytes_on_disk (the export: what
 is stored per motion), export_path, final_loss (mean of the last 50 losses), run_dir, previews, global_rank;
 MIVA files add adapter_path and adapter_parameters; large_data adds motions and clips_per_motion.
@@ -246,6 +248,7 @@ def train_fewshot(cfg: DictConfig, method: DictConfig) -> dict[str, Any]:
     from miva_lightning.backbones import build_backbone
     from miva_lightning.callbacks.previews import MivaPreviews
     from miva_lightning.data.clip_dataset import FewShotClipDataset
+    from miva_lightning.data.latent_cache import LatentClipDataset
     from miva_lightning.training.resumable_batches import StepKeyedBatches
 
     run_dir = Path(cfg.paths.output_dir)
@@ -254,11 +257,13 @@ def train_fewshot(cfg: DictConfig, method: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, backbone, method)
 
     dataset = training_dataset(build_datamodule(cfg))
+    if cfg.get("cache_latents"):
+        dataset = cached_latents(dataset, backbone, module)
     batches = StepKeyedBatches(
         dataset,
         batch_size=int(cfg.data.batch_size),
         seed=int(cfg.seed),
-        epoch_keys=isinstance(dataset, FewShotClipDataset),
+        epoch_keys=isinstance(dataset, (FewShotClipDataset, LatentClipDataset)),
     )
     previews = DataLoader(
         FirstFrames(preview_first_frames(cfg, int(cfg.data.height), int(cfg.data.width))),
@@ -283,6 +288,21 @@ def train_fewshot(cfg: DictConfig, method: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def cached_latents(dataset, backbone, module):
+    """`cache_latents=true`: the clips' latents (and caption embeddings, when the method trains on captions),
+    encoded once; the module then parks the codec and text encoder on the CPU (data/latent_cache.py)."""
+    from miva_lightning.backbones import encode_prompts
+    from miva_lightning.data.clip_dataset import FewShotClipDataset
+    from miva_lightning.data.latent_cache import LatentClipDataset
+
+    if not isinstance(dataset, FewShotClipDataset):
+        raise InputError(f"cache_latents=true needs few-shot clips (FewShotClipDataset), not {type(dataset).__name__}")
+    captions = (lambda texts: encode_prompts(backbone, texts)) if module.prompt_mode == "caption" else None
+    latents = LatentClipDataset(dataset, backbone.codec, prompt_encoder=captions)
+    module.park_encoders()
+    return latents
+
+
 def train_large_data(cfg: DictConfig, method: DictConfig) -> dict[str, Any]:
     from miva_lightning.backbones import build_backbone
     from miva_lightning.training.large_data_module import ContinuedPretrainModule, large_data_clips, save_large_data
@@ -290,6 +310,8 @@ def train_large_data(cfg: DictConfig, method: DictConfig) -> dict[str, Any]:
 
     if cfg.data.get("source") != "motion_world":
         raise InputError("method=large_data trains on fresh world clips: use data=motion_world_fewshot (world motions)")
+    if cfg.get("cache_latents"):
+        raise InputError("cache_latents=true caches few-shot clips; method=large_data sees fresh clips every step")
     motions = [str(m) for m in (method.get("motions") or [cfg.motion])]
     batch_size = int(method.get("batch_size") or cfg.data.batch_size)
     steps = int(cfg.trainer.max_steps)

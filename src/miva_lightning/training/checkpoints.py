@@ -11,6 +11,9 @@ A run may be killed at any moment (kill -9, OOM killer, preemption). Two things 
   in it. "Complete" means it loads (`torch.load(weights_only=True)`, as resume does) and holds the keys a
   resume needs; anything else (a file truncated by an older writer, a disk error) is skipped with a warning.
   Kill between a step checkpoint and `last.ckpt`, and the step checkpoint is what `auto` resumes from.
+- DeepSpeed (`trainer=deepspeed`) saves folders, not files: a step folder counts once DeepSpeed has written
+  its `latest` file, the last thing a save writes; its `last.ckpt` folder is rewritten in place, so `auto`
+  never takes it (pass it explicitly to resume from it).
 """
 
 from __future__ import annotations
@@ -86,11 +89,20 @@ def load_complete_checkpoint(path: str | os.PathLike, required_keys: Iterable[st
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
-    """The `*.ckpt` files of `folder`, without the temporary files of unfinished writes."""
+    """The `*.ckpt` files of `folder`, without the temporary files of unfinished writes, and its DeepSpeed
+    step folders (`step_000100.ckpt/`)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.glob("*.ckpt")
+        if not p.name.startswith(".") and (p.is_file() or (p.is_dir() and _STEP_NAME.fullmatch(p.name)))
+    )  # fmt: skip
+
+
+def deepspeed_checkpoint_complete(path: str | os.PathLike) -> bool:
+    """A DeepSpeed checkpoint folder whose save finished (DeepSpeed writes `latest` after everything else)."""
+    return Path(path).is_dir() and (Path(path) / "latest").is_file()
 
 
 def newest_complete_checkpoint(
@@ -115,6 +127,12 @@ def newest_complete_checkpoint(
         return step, int(path.name.startswith("last")), path.stat().st_mtime
 
     for path in sorted(checkpoint_files(folder), key=order, reverse=True):
+        if path.is_dir():
+            if deepspeed_checkpoint_complete(path):
+                return path
+            warnings.warn(f"skipping DeepSpeed checkpoint {path}: its save did not finish (no `latest` file)",
+                          stacklevel=2)  # fmt: skip
+            continue
         checkpoint = loaded[path] if path in loaded else load_complete_checkpoint(path, required_keys)
         if checkpoint is not None:
             return path
@@ -156,6 +174,13 @@ def resolve_resume(
         return str(found)
 
     target = Path(resume_from).expanduser()
+    if target.is_dir() and target.suffix == ".ckpt":  # a DeepSpeed checkpoint folder
+        if not deepspeed_checkpoint_complete(target):
+            raise ValueError(
+                f"resume_from={resume_from}: this DeepSpeed checkpoint has no `latest` file, its save did not finish; "
+                f"pass the run folder to resume from its newest complete checkpoint"
+            )
+        return str(target)
     if target.is_dir():
         folder = target / CHECKPOINT_DIR if (target / CHECKPOINT_DIR).is_dir() else target
         found = _newest_in(folder, required_keys)

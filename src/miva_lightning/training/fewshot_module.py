@@ -8,6 +8,8 @@ even when Lightning calls `train()`, never given to the optimizer, never written
 - AdamW with warmup and schedule from `MivaOptimization`; the mean of the recent training losses;
 - checkpoints with the trained tensors only, plus the RNG states: with `StepKeyedBatches` a resumed run
   repeats an uninterrupted one exactly;
+- batches of pixels (`"video"`) or of precomputed latents (`"latents"`, `data/latent_cache.py`); with the
+  latter `park_encoders()` keeps the codec and text encoder off the training device except for previews;
 - validation samples preview videos from held-out first frames (the `MivaPreviews` callback writes them).
 """
 
@@ -78,6 +80,7 @@ class FewShotModule(L.LightningModule, abc.ABC):
         self.noise_init = as_noise_init(noise_init)
         self.strict_loading = False  # checkpoints carry the trained tensors only; on_load_checkpoint checks them
         self.recent_losses: deque[torch.Tensor] = deque(maxlen=RECENT_LOSSES)  # detached training losses
+        self.parked: list[nn.Module] = []  # codec / text encoder kept off the device (`park_encoders`)
 
     # ----------------------------------------------------------------- what trains (subclasses)
     @abc.abstractmethod
@@ -135,24 +138,46 @@ class FewShotModule(L.LightningModule, abc.ABC):
     def training_prompt_embeds(self, batch: dict[str, Any], batch_size: int) -> torch.Tensor:
         if self.prompt_mode == "empty":
             return self.prompt_embeds(batch_size)
+        if "prompt_embeds" in batch:  # embedded once with the cached latents
+            return batch["prompt_embeds"]
         from miva_lightning.backbones import encode_prompts
 
         return encode_prompts(self.backbone, list(batch["caption"])).to(self.empty_prompt.device)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        video = batch["video"]  # b f c h w in [0, 1]
+        latents = batch.get("latents")  # b c f h w, precomputed (LatentClipDataset): the codec is not called
+        video = batch["video"] if latents is None else None  # b f c h w in [0, 1]
+        size = (video if latents is None else latents).shape[0]
+        denoiser_dtype = next(self.unet.parameters()).dtype  # as the sampler: a bf16 base gets bf16 prompts
         loss = diffusion_loss(
             self.backbone,
             video,
-            self.training_prompt_embeds(batch, video.shape[0]).to(video.dtype),
+            self.training_prompt_embeds(batch, size).to(denoiser_dtype),
             generator=self.noise_generator,
             timestep_distribution=self.timestep_distribution,
             high_noise_power=self.high_noise_power,
+            latents=latents,
         )
-        self.log("train/loss", loss, prog_bar=True, batch_size=video.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.recent_losses.append(loss.detach())
         return loss
+
+    # ----------------------------------------------------------------- encoders off the device
+    def park_encoders(self) -> None:
+        """For training from precomputed latents and prompt embeddings: the codec and the text encoder stop
+        being children of the module, so Lightning never moves them to the training device (nor do DDP or
+        DeepSpeed wrap or cast them). They wait on the CPU; previews bring them to the device and back."""
+        self.parked = [m.cpu() for m in (self.codec, self.text_encoder) if m is not None]
+        self.codec = self.text_encoder = None
+
+    def on_validation_start(self) -> None:
+        for module in self.parked:
+            module.to(self.device)
+
+    def on_validation_end(self) -> None:
+        for module in self.parked:
+            module.cpu()
 
     def recent_loss(self) -> float | None:
         """Mean of the last RECENT_LOSSES training losses (None before the first step)."""
@@ -204,6 +229,8 @@ class FewShotModule(L.LightningModule, abc.ABC):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved, expected = set(checkpoint.get("state_dict", {})), self.trainable_state_keys()
         missing, unexpected = expected - saved, saved - expected
+        if "state_dict" not in checkpoint:  # DeepSpeed restores the weights itself (`AdapterOnlyDeepSpeedStrategy`)
+            missing = unexpected = set()
         if missing or unexpected:
             raise ValueError(
                 f"checkpoint does not match this {self.trained_part}: "

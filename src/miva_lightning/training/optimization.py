@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
@@ -59,18 +62,27 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1.0 - min_ratio) * decay
 
 
+EIGHT_BIT_FALLBACK = (
+    "optimization.eight_bit=true but bitsandbytes is not installed: training uses torch.optim.AdamW with "
+    "32-bit optimizer states instead (4x their memory). For 8-bit AdamW install the extra on a CUDA machine: "
+    "pip install -e '.[bnb]' (or pip install bitsandbytes)"
+)
+_eight_bit_fallback_reported = False  # the fallback is reported once per process, not at every fit
+
+
 def build_adamw(params: list[nn.Parameter] | list[dict[str, Any]], opt: MivaOptimization) -> torch.optim.Optimizer:
+    """AdamW; bitsandbytes' AdamW8bit when `opt.eight_bit` and bitsandbytes is installed (extra `bnb`)."""
+    global _eight_bit_fallback_reported
     if opt.eight_bit:
         try:
-            import bitsandbytes as bnb  # optional: not a pinned dependency
+            import bitsandbytes as bnb  # optional: the `bnb` extra, not a pinned dependency
 
             return bnb.optim.AdamW8bit(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
         except ImportError:
-            warnings.warn(
-                "optimizer.eight_bit=true but bitsandbytes is not installed: falling back to torch AdamW "
-                "(install bitsandbytes on a CUDA machine for 8-bit optimizer states)",
-                stacklevel=2,
-            )
+            if not _eight_bit_fallback_reported:
+                _eight_bit_fallback_reported = True
+                log.warning(EIGHT_BIT_FALLBACK)
+                warnings.warn(EIGHT_BIT_FALLBACK, UserWarning, stacklevel=2)
     return torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
 
 
