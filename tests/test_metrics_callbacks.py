@@ -126,3 +126,16 @@ def test_callback_logs_motion_fidelity_and_judged_accuracy_for_a_fixed_motion():
     assert trainer.callback_metrics["val/motion_class_accuracy_farneback_judge"] == pytest.approx(1.0)
     assert trainer.callback_metrics["val/motion_fidelity_farneback"] == pytest.approx(1.0, abs=0.12)
     assert callback.results["motion_fidelity_farneback"]["n_videos"] == 4
+
+
+def test_the_motion_judge_is_on_by_default_for_world_motions_only():
+    """configs/callbacks/default.yaml: judged accuracy and fidelity of the previews for a world motion (the
+    sweeps' metric), no callback for a LAMP folder's motion, which the judge has no class for."""
+    from miva_lightning.callbacks.metrics import MOTION_JUDGE_METRICS, VideoMetricsCallback
+    from miva_lightning.config import compose
+    from miva_lightning.utils.lightning_setup import _instantiate_group
+
+    world = [c for c in _instantiate_group(compose("train", ["motion=zoom_out"]).callbacks) if isinstance(c, VideoMetricsCallback)]
+    assert len(world) == 1 and world[0].motion == "zoom_out" and tuple(world[0].metrics) == MOTION_JUDGE_METRICS
+    folder = compose("train", ["data=fewshot_folder", "motion=birds_fly"]).callbacks
+    assert not any(isinstance(c, VideoMetricsCallback) for c in _instantiate_group(folder))

@@ -71,8 +71,8 @@ def test_sweep_file_is_valid_for_the_engine_and_its_command_composes_and_logs_th
     if "adapter" in params:
         assert cfg.adapter == compose("train", [f"adapter={params['adapter']}"]).adapter
 
-    # the callback the command configures logs the sweep's metric under that exact name (real clips: judged right)
-    callback = instantiate(cfg.callbacks.video_metrics)
+    # the default judge callback logs the sweep's metric under that exact name (real clips: judged right)
+    callback = instantiate(cfg.callbacks.motion_judge)
     videos = torch.stack([render_clip(cfg.motion, seed, size=32, num_frames=8).video for seed in (0, 1)])
     logged = {}
     module = SimpleNamespace(device=torch.device("cpu"), log=lambda name, value, **_: logged.setdefault(name, value))

@@ -123,3 +123,19 @@ class VideoMetricsCallback(L.Callback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._finish(trainer, pl_module, "test")
+
+
+# The judge's metrics on every validation's previews: on by default (configs/callbacks/default.yaml) for a
+# motion-world class, because judging the default 4 previews of 8 frames costs ~0.25 s against seconds of
+# sampling them; they give sweeps and early stopping a signal (`val/motion_class_accuracy_farneback_judge`).
+MOTION_JUDGE_METRICS = ("motion_class_accuracy_farneback_judge", "motion_fidelity_farneback")
+
+
+def motion_judge_callback(motion: str | None) -> VideoMetricsCallback | None:
+    """The judge's accuracy and motion fidelity of the previews for a world motion; None (no callback) for any
+    other motion, e.g. a LAMP folder's, which the weight-free judge has no class for."""
+    from miva_lightning.world import ALL_MOTIONS
+
+    if motion not in ALL_MOTIONS:
+        return None
+    return VideoMetricsCallback(list(MOTION_JUDGE_METRICS), motion=str(motion))

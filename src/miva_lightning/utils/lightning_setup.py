@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+    built = (instantiate(node) for node in group.values() if node is not None and "_target_" in node)
+    return [callback for callback in built if callback is not None]  # a factory may decline (None)
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
