@@ -176,3 +176,21 @@ def test_save_is_atomic_and_refuses_nan(tmp_path, unet, trained, saved):
         save_miva(saved, trained, base_identity(unet, "tiny-test"))
     assert saved.read_bytes() == before  # the previous file survives a failed save
     assert [p.name for p in tmp_path.iterdir()] == ["waterfall.safetensors"]
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path, trained):
+    """The first byte of a safetensors file is the low byte of its header length: 0x80 for one header size in
+    256. Such a file (found by a 20,352-byte header in the ablation grid) must load; a pickle must not."""
+    for pad in range(300):
+        path = tmp_path / f"miva{pad}.safetensors"
+        save_miva(path, trained, {"name": "x", "fingerprint": "0", "note": "p" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    miva, _ = load_miva(path)
+    assert miva.config.name == trained.config.name
+    legacy = tmp_path / "legacy.safetensors"
+    torch.save(trained.state_dict(), legacy, _use_new_zipfile_serialization=False)  # 0x80 0x02: a real pickle
+    with pytest.raises(ValueError, match="pickle"):
+        load_miva(legacy)

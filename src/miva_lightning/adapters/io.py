@@ -99,8 +99,12 @@ def load_miva(
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     with open(path, "rb") as handle:
-        head = handle.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+        head = handle.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header ("{"). Only a file that is not
+    # that and starts like a pickle (0x80 + protocol) or a zip (torch.save) is refused as a pickle: the length's
+    # first byte alone may be 0x80 (a header of 128 + 256 k bytes).
+    looks_safetensors = head[8:9] == b"{"
+    if not looks_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise InputError(f"'{path}' is a pickle / torch.save file: MIVA files are safetensors only (pickles can run code)")
     try:
         with safe_open(str(path), framework="pt") as reader:
