@@ -10,7 +10,7 @@ Bases, built from their published configurations with random weights:
   attention_head_dim 8, layers_per_block 2) + the AnimateDiff v3 `MotionAdapter`
   (configs/backbone/animatediff_sd15.yaml) merged by `UNetMotionModel.from_unet2d`, as `load_animatediff` does.
 - `wan21`: Wan2.1-T2V-1.3B `WanTransformer3DModel` (30 layers, 12 heads of 128, ffn 8960, text_dim 4096, ...:
-  `WAN21_1_3B` below, every value written out, not the class defaults, which are the 14B model's).
+  `wan21_1_3b()` below, every value written out, not the class defaults, which are the 14B model's).
 Methods: `miva` (configs/adapter/miva.yaml), `motion_lora` (a MIVA with only its temporal LoRA,
 configs/method/motion_lora.yaml), `full_ft` (every denoiser weight trains).
 
@@ -56,7 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,25 +85,12 @@ SD15_UNET = {
     "attention_head_dim": 8,
     "norm_num_groups": 32,
 }
-# Wan2.1-T2V-1.3B (transformer/config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers). diffusers' class defaults are the
-# 14B model's (40 heads, ffn 13824, 40 layers), so every value is written out.
-WAN21_1_3B = {
-    "patch_size": (1, 2, 2),
-    "num_attention_heads": 12,
-    "attention_head_dim": 128,
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": 4096,
-    "freq_dim": 256,
-    "ffn_dim": 8960,
-    "num_layers": 30,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "image_dim": None,
-    "added_kv_proj_dim": None,
-    "rope_max_seq_len": 1024,
-}
+# Wan2.1-T2V-1.3B: the backbone's own transformer settings (backbones/wan.py; diffusers' class defaults are the
+# 14B model's), plus three more values of the same config.json.
+def wan21_1_3b() -> dict[str, Any]:
+    from miva_lightning.backbones.wan import WAN21_T2V_1_3B_TRANSFORMER
+
+    return {**WAN21_T2V_1_3B_TRANSFORMER, "image_dim": None, "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
 
 
 def sd15_motion_adapter() -> dict[str, Any]:
@@ -133,7 +120,7 @@ def full_size(backbone: str) -> Size:
         return Size("sd15", "unet", {"unet": dict(SD15_UNET), "motion_adapter": sd15_motion_adapter()},
                     (4, 16, 40, 64), "16 frames at 512x320 (W x H), the paper's clip; latents 16 x 4 x 40 x 64",
                     (77, 768), "full")  # fmt: skip
-    return Size("wan21", "dit", dict(WAN21_1_3B), (16, 5, 60, 104),
+    return Size("wan21", "dit", wan21_1_3b(), (16, 5, 60, 104),
                 "17 frames at 832x480 (W x H) -> 5 latent frames of 60 x 104 (5 x 30 x 52 = 7800 tokens)",
                 (512, 4096), "full")  # fmt: skip
 

@@ -29,7 +29,7 @@ from miva_lightning.backbones.pretrained import (
     PretrainedLocation,
     freeze,
     load_or_explain,
-    plain_dict,
+    settings_from_config,
     resolve_location,
     torch_dtype,
 )
@@ -89,14 +89,7 @@ class AnimateDiffConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> AnimateDiffConfig:
-        values = {key: value for key, value in plain_dict(cfg).items() if not str(key).startswith("_")}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown AnimateDiff backbone settings {unknown}; known: {sorted(known)} ({CONFIG_FILE})")
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return settings_from_config(cls, cfg, "AnimateDiff", CONFIG_FILE)
 
     def validate(self) -> None:
         if self.attention not in ATTENTION_CHOICES:

@@ -123,3 +123,21 @@ def plain_dict(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, Mapping):
         return {key: plain_dict(value) if isinstance(value, Mapping) else value for key, value in cfg.items()}
     raise TypeError(f"expected a mapping for the backbone config, got {type(cfg).__name__}")
+
+
+Settings = TypeVar("Settings")
+
+
+def settings_from_config(cls: type[Settings], cfg: Any, what: str, config_file: str) -> Settings:
+    """A backbone settings dataclass from a config node: unknown keys are an error naming the known ones
+    (keys starting with "_" are Hydra's), then the dataclass's own `validate()`."""
+    import dataclasses
+
+    values = {key: value for key, value in plain_dict(cfg).items() if not str(key).startswith("_")}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} backbone settings {unknown}; known: {sorted(known)} ({config_file})")
+    settings = cls(**values)
+    settings.validate()
+    return settings

@@ -117,6 +117,7 @@ def _metric(name: str, batch: dict, **kwargs: Any) -> dict[str, Any]:
 
 def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, reference: torch.Tensor, cfg: DictConfig) -> dict[str, Any]:
     """Every per-cell number of a folder cell on its videos `b f c h w` generated from `frames` `b c h w`."""
+    from miva_lightning.benchmark.measures import frame_quality
     from miva_lightning.metrics import build_metric
 
     ev = cfg.evaluation
@@ -128,8 +129,6 @@ def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, ref
     clip_t = _metric("clip_text_alignment", batch, clip_path=str(ev.clip_folder))
     clip_i = _metric("clip_image_alignment", batch, clip_path=str(ev.clip_folder))
     consistency = _metric("clip_frame_consistency_all_pairs", batch, clip_path=str(ev.clip_folder))
-    psnr, ssim = _metric("first_frame_psnr", batch), _metric("first_frame_ssim", batch)
-    flicker, drift = _metric("flicker_mean_abs_diff", batch), _metric("drift_farneback_l1", batch)
     return {
         "n_eval": len(videos),
         "n_judged": 0,  # no motion judge for real clips: accuracy and fidelity stay empty
@@ -151,14 +150,7 @@ def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, ref
         "clip_image_alignment_ci": clip_i["ci"],
         "clip_frame_consistency": consistency["value"],
         "clip_frame_consistency_ci": consistency["ci"],
-        "first_frame_psnr_db": psnr["value"],
-        "first_frame_psnr_db_ci": psnr["ci"],
-        "first_frame_ssim": ssim["value"],
-        "first_frame_ssim_ci": ssim["ci"],
-        "flicker": flicker["value"],
-        "flicker_ci": flicker["ci"],
-        "drift": drift["value"],
-        "drift_ci": drift["ci"],
+        **frame_quality(videos, frames),
         "retention": None,
         "retention_ci": [None, None],
         "retention_n": 0,
