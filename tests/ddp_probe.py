@@ -40,11 +40,11 @@ class RankProbe(L.Callback):
         tensors.update(first_batch=self.first_batch, previews=torch.cat(self.previews))
         rank = trainer.global_rank
         save_file(tensors, str(self.dirpath / f"rank{rank}.safetensors"))
-        metrics = next(c for c in trainer.callbacks if isinstance(c, VideoMetricsCallback))
+        metrics = [c for c in trainer.callbacks if isinstance(c, VideoMetricsCallback)]  # the judge's and the test's
         report = {
             "rank": rank,
             "world_size": trainer.world_size,
             "backend": torch.distributed.get_backend(),
-            "metrics": {name: result["value"] for name, result in metrics.results.items()},
+            "metrics": {name: result["value"] for c in metrics for name, result in c.results.items()},
         }
         (self.dirpath / f"rank{rank}.json").write_text(json.dumps(report))
