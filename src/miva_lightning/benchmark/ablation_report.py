@@ -16,13 +16,11 @@ from a half-finished grid at any time, and writes `ablations.{json,csv,md}`, `ab
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from miva_lightning.benchmark.report import load_cells
+from miva_lightning.benchmark.report import ci_text, load_cells, rows_csv
 from miva_lightning.metrics.intervals import paired_difference_interval, wilson_interval
 
 CURVE_PREFIX = "curve_"
@@ -174,14 +172,6 @@ def build_ablation_report(
     }
 
 
-def _ci(value: Any, ci: Sequence[Any], signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    fmt = "+.2f" if signed else ".2f"
-    low, high = ("-" if v is None else format(v, fmt) for v in ci)
-    return f"{value:{fmt}} [{low}, {high}]"
-
-
 def markdown(report: dict[str, Any], curve_data: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -202,8 +192,8 @@ def markdown(report: dict[str, Any], curve_data: dict[str, Any]) -> str:
     for row in report["summary"]:
         lines.append(
             f"| {row['ablation']} | {row['kind'] or '-'} | {row['motion']} | {','.join(map(str, row['seeds']))} "
-            f"| {row['n_clips']} | {_ci(row['accuracy'], row['accuracy_ci'])} "
-            f"| {_ci(row['delta_vs_miva'], row['delta_ci'], signed=True)} "
+            f"| {row['n_clips']} | {ci_text(row['accuracy'], row['accuracy_ci'])} "
+            f"| {ci_text(row['delta_vs_miva'], row['delta_ci'], '+.2f')} "
             f"| {'-' if row['fidelity'] is None else format(row['fidelity'], '.2f')} "
             f"| {'-' if row['fd_motionworld'] is None else format(row['fd_motionworld'], '.1f')} "
             f"| {'-' if row['trainable_params'] is None else format(int(row['trainable_params']), ',')} "
@@ -220,23 +210,22 @@ def markdown(report: dict[str, Any], curve_data: dict[str, Any]) -> str:
                 for p in points:
                     lines.append(
                         f"| {method} | {p[axis]} | {','.join(map(str, p['seeds']))} | {p['n_clips']} "
-                        f"| {_ci(p['accuracy'], p['accuracy_ci'])} "
+                        f"| {ci_text(p['accuracy'], p['accuracy_ci'])} "
                         f"| {'-' if p['fd_motionworld'] is None else format(p['fd_motionworld'], '.1f')} |"
                     )
     return "\n".join(lines) + "\n"
 
 
 def csv_text(report: dict[str, Any]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    """ablations.csv: the summary rows with intervals as _lo/_hi columns."""
+    rows = []
     for row in report["summary"]:
         flat = {k: row.get(k) for k in CSV_COLUMNS}
         flat["seeds"] = "/".join(map(str, row["seeds"]))
         flat["accuracy_lo"], flat["accuracy_hi"] = row["accuracy_ci"]
         flat["delta_lo"], flat["delta_hi"] = row["delta_ci"]
-        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in CSV_COLUMNS})
-    return buffer.getvalue()
+        rows.append(flat)
+    return rows_csv(rows, CSV_COLUMNS)
 
 
 def write_ablation_report(

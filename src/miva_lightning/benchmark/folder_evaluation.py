@@ -104,20 +104,9 @@ def reference_clips(cfg: DictConfig, num_frames: int) -> torch.Tensor:
     return torch.stack(clips)
 
 
-def _metric(name: str, batch: dict, **kwargs: Any) -> dict[str, Any]:
-    from miva_lightning.metrics import build_metric
-
-    metric = build_metric(name, **kwargs)
-    metric.update(batch)
-    value = finite_or_none(metric.compute())
-    interval = getattr(metric, "interval", None)
-    low, high = interval() if callable(interval) else (float("nan"), float("nan"))
-    return {"value": value, "ci": [finite_or_none(low), finite_or_none(high)]}
-
-
 def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, reference: torch.Tensor, cfg: DictConfig) -> dict[str, Any]:
     """Every per-cell number of a folder cell on its videos `b f c h w` generated from `frames` `b c h w`."""
-    from miva_lightning.benchmark.measures import frame_quality
+    from miva_lightning.benchmark.measures import frame_quality, mean_metric
     from miva_lightning.metrics import build_metric
 
     ev = cfg.evaluation
@@ -126,9 +115,9 @@ def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, ref
     fvd.update({"generated": videos})
     info = fvd.describe()
     batch = {"generated": videos, "images": frames, "prompts": [caption] * len(videos)}
-    clip_t = _metric("clip_text_alignment", batch, clip_path=str(ev.clip_folder))
-    clip_i = _metric("clip_image_alignment", batch, clip_path=str(ev.clip_folder))
-    consistency = _metric("clip_frame_consistency_all_pairs", batch, clip_path=str(ev.clip_folder))
+    clip_t = mean_metric("clip_text_alignment", batch, clip_path=str(ev.clip_folder))
+    clip_i = mean_metric("clip_image_alignment", batch, clip_path=str(ev.clip_folder))
+    consistency = mean_metric("clip_frame_consistency_all_pairs", batch, clip_path=str(ev.clip_folder))
     return {
         "n_eval": len(videos),
         "n_judged": 0,  # no motion judge for real clips: accuracy and fidelity stay empty
@@ -160,16 +149,12 @@ def measure_videos(videos: torch.Tensor, frames: torch.Tensor, caption: str, ref
 
 
 def training_data_overrides(cfg: DictConfig) -> list[str]:
-    """The `miva-train` data overrides of a folder cell: LAMP-layout clips of the motion at the clip geometry."""
-    from miva_lightning.world.motions import FLIP_CHANGES_CLASS
-
-    ev, budget, motion = cfg.evaluation, cfg.budget, str(cfg.motion)
+    """The `miva-train` data source of a folder cell: LAMP-layout clips of the motion at the clip geometry
+    (clip count, batch size and flips: `benchmark.methods.data_overrides`, as for world cells)."""
+    ev = cfg.evaluation
     return [
         "data=fewshot_folder",
         f"data.root={ev.data_root}",
-        f"data.max_clips={budget.num_clips}",
-        f"data.batch_size={budget.batch_size}",
-        f"data.flip_p={0.0 if motion in FLIP_CHANGES_CLASS else budget.flip_p}",
         f"data.num_frames={ev.num_frames}",
         f"data.stride={ev.stride}",
         f"data.height={ev.height}",

@@ -30,12 +30,14 @@ def reference_clips(motion: str, n: int, size: int, num_frames: int, seed: int) 
     return torch.stack([render_clip(motion, s, size=size, num_frames=num_frames).video for s in heldout_scene_seeds(n, seed)])
 
 
-def _mean_metric(name: str, batch: dict) -> dict[str, Any]:
+def mean_metric(name: str, batch: dict, **kwargs: Any) -> dict[str, Any]:
+    """A registered per-video-mean metric on one batch: its value and 95 % interval (null where it has none)."""
     from miva_lightning.metrics import build_metric
 
-    metric = build_metric(name)
+    metric = build_metric(name, **kwargs)
     metric.update(batch)
-    low, high = metric.interval()
+    interval = getattr(metric, "interval", None)
+    low, high = interval() if callable(interval) else (float("nan"), float("nan"))
     return {"value": finite_or_none(metric.compute()), "ci": [finite_or_none(low), finite_or_none(high)]}
 
 
@@ -81,7 +83,7 @@ def frame_quality(videos: torch.Tensor, frames: torch.Tensor) -> dict[str, Any]:
     measured: dict[str, Any] = {}
     for key, metric in (("first_frame_psnr_db", "first_frame_psnr"), ("first_frame_ssim", "first_frame_ssim"),
                         ("flicker", "flicker_mean_abs_diff"), ("drift", "drift_farneback_l1")):  # fmt: skip
-        value = _mean_metric(metric, batch)
+        value = mean_metric(metric, batch)
         measured[key], measured[f"{key}_ci"] = value["value"], value["ci"]
     return measured
 

@@ -87,15 +87,16 @@ def data_overrides(cfg: DictConfig) -> list[str]:
     from miva_lightning.benchmark.folder_evaluation import kind_of, training_data_overrides
     from miva_lightning.world.motions import FLIP_CHANGES_CLASS
 
-    if kind_of(cfg) == "folder":
-        return training_data_overrides(cfg)
     budget, motion = cfg.budget, str(cfg.motion)
-    return [
-        f"data.max_clips={budget.num_clips}",
+    source = training_data_overrides(cfg) if kind_of(cfg) == "folder" else [
         f"data.world_clips_per_motion={budget.num_clips}",
+        f"data.world_num_frames={budget.world_num_frames}",
+    ]  # fmt: skip
+    return [
+        *source,
+        f"data.max_clips={budget.num_clips}",
         f"data.batch_size={budget.batch_size}",
         f"data.flip_p={0.0 if motion in FLIP_CHANGES_CLASS else budget.flip_p}",
-        f"data.world_num_frames={budget.world_num_frames}",
     ]
 
 

@@ -153,7 +153,7 @@ def _num(value: Any, fmt: str = ".2f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _ci(value: Any, ci: Sequence[Any], fmt: str = ".2f") -> str:
+def ci_text(value: Any, ci: Sequence[Any], fmt: str = ".2f") -> str:
     if value is None:
         return "-"
     return f"{value:{fmt}} [{_num(ci[0], fmt)}, {_num(ci[1], fmt)}]"
@@ -187,10 +187,10 @@ def markdown(report: dict[str, Any]) -> str:
         n = "/".join(",".join(map(str, row[k])) for k in ("fd_n_generated", "fd_n_reference")) if row["fd_n_generated"] else "-"
         lines.append(
             f"| {row['method']} | {row['split']} | {row['n_cells']} ({row['n_failed']}) | {row['n_clips']} "
-            f"| {_ci(row['accuracy'], row['accuracy_ci'])} | {_ci(row['accuracy_cell_mean'], row['accuracy_cell_ci'])} "
-            f"| {_ci(row['fidelity'], row['fidelity_ci'])} | {_num(row['fd_motionworld'], '.1f')} ({n}) "
+            f"| {ci_text(row['accuracy'], row['accuracy_ci'])} | {ci_text(row['accuracy_cell_mean'], row['accuracy_cell_ci'])} "
+            f"| {ci_text(row['fidelity'], row['fidelity_ci'])} | {_num(row['fd_motionworld'], '.1f')} ({n}) "
             f"| {_num(row['first_frame_psnr_db'], '.1f')} | {_num(row['first_frame_ssim'], '.3f')} "
-            f"| {_num(row['flicker'], '.3f')} | {_num(row['drift'], '.3f')} | {_ci(row['retention'], row['retention_ci'])} "
+            f"| {_num(row['flicker'], '.3f')} | {_num(row['drift'], '.3f')} | {ci_text(row['retention'], row['retention_ci'])} "
             f"| {_int(row['trainable_params'])} | {_int(row['bytes_on_disk'])} | {_int(row['steps'])} "
             f"| {_num(row['train_time_s'], '.0f')} | {_num(row['peak_mem_mb'], '.0f')} |"
         )
@@ -211,7 +211,7 @@ def markdown(report: dict[str, Any]) -> str:
         fd = c.get("fd_motionworld") or {}
         lines.append(
             f"| {c['method']} | {c['motion']} | {c['split']} | {c['seed']} | {c['status'] if ok else 'failed'} "
-            f"| {_ci(c.get('accuracy'), c.get('accuracy_ci') or [None, None])} | {_num(c.get('fidelity'))} "
+            f"| {ci_text(c.get('accuracy'), c.get('accuracy_ci') or [None, None])} | {_num(c.get('fidelity'))} "
             f"| {_num(fd.get('value'), '.1f')} ({fd.get('n_generated', '-')}) | {_num(c.get('first_frame_psnr_db'), '.1f')} "
             f"| {_num(c.get('retention'))} | {c['steps']} | {_num(c['train_time_s'], '.0f')} | `{c['config_hash']}` |"
         )
@@ -222,11 +222,19 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rows_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    """CSV text of flat rows in `columns` order; None is an empty field."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for flat in rows:
+        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in columns})
+    return buffer.getvalue()
+
+
 def csv_text(report: dict[str, Any]) -> str:
     """table2.csv: the summary rows with intervals as _lo/_hi columns."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for row in report["summary"]:
         flat = {k: row[k] for k in CSV_COLUMNS if k in row}
         for key in ("accuracy", "fidelity", "retention"):
@@ -234,8 +242,8 @@ def csv_text(report: dict[str, Any]) -> str:
         flat["accuracy_cell_lo"], flat["accuracy_cell_hi"] = row["accuracy_cell_ci"]
         flat["fd_n_generated"] = "/".join(map(str, row["fd_n_generated"]))
         flat["fd_n_reference"] = "/".join(map(str, row["fd_n_reference"]))
-        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in CSV_COLUMNS})
-    return buffer.getvalue()
+        rows.append(flat)
+    return rows_csv(rows, CSV_COLUMNS)
 
 
 def write_report(
