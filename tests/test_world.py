@@ -193,3 +193,18 @@ def test_web_like_splits_partition_the_world_and_the_stream_recaptions_in_prior_
     assert {i["caption"] for i in items if i["motion"] == "pan_left"} == {"camera pans left"}
     with pytest.raises(ValueError, match="not in the stream"):
         MotionWorldStream(["pan_left"], captions={"birds": "a video"})
+
+
+def test_stream_motion_weights_shift_the_draw_and_reject_bad_weights():
+    import numpy as np
+
+    stream = MotionWorldStream(["pan_left", "rain"], size=8, num_frames=2, seed=0, weights={"rain": 3.0})
+    rng = np.random.default_rng(0)
+    drawn = [stream.draw(rng)["motion"] for _ in range(200)]
+    assert 0.65 < drawn.count("rain") / 200 < 0.85  # expected 3/4
+    uniform = MotionWorldStream(["pan_left", "rain"], size=8, num_frames=2, seed=0)
+    assert uniform.probabilities is None  # no weights: the same draw as before weights existed
+    with pytest.raises(ValueError, match="not in the stream"):
+        MotionWorldStream(["pan_left"], weights={"rain": 2.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        MotionWorldStream(["pan_left", "rain"], weights={"rain": -1.0})

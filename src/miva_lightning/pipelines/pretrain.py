@@ -68,6 +68,28 @@ def results_record(recipe: dict) -> dict:
     }
 
 
+def parent_base(cfg: DictConfig):
+    """`recipe.init_from`: a saved base (folder name under artifacts/base, or a path) that this run continues
+    (a second pretraining stage with another data mix or recipe), or None to start from random weights.
+    Returns (backbone, its recipe.json) after checking that its architecture is this config's."""
+    from miva_lightning.backbones.tiny import load_tiny_backbone, read_recipe
+
+    name = cfg.recipe.get("init_from")
+    if not name:
+        return None, None
+    folder = Path(name) if Path(name).is_absolute() else Path(cfg.paths.artifacts) / "base" / str(name)
+    if not (folder / "backbone.yaml").exists():
+        raise FileNotFoundError(f"recipe.init_from={name!r}: no saved base at {folder}; pretrain that stage first "
+                                "or set recipe.init_from to a folder under artifacts/base")
+    backbone = load_tiny_backbone(folder)
+    wanted = {k: v for k, v in OmegaConf.to_container(cfg.backbone, resolve=True).items() if k not in PATH_KEYS}
+    differing = sorted(k for k in wanted if k in backbone.config and backbone.config[k] != wanted[k])
+    if differing:
+        raise ValueError(f"recipe.init_from={name!r} was trained with other backbone settings ({differing}); "
+                         f"continue it with the backbone it was built with ({backbone.config.get('name')})")
+    return backbone, read_recipe(folder)
+
+
 def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
     import lightning as L
     import torch
@@ -81,8 +103,10 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
     from miva_lightning.world import BASE_MOTIONS, MotionWorldStream
 
     start = time.time()
+    parent, parent_recipe = parent_base(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    module = PretrainModule(OmegaConf.to_container(cfg.backbone, resolve=True), OmegaConf.to_container(cfg.recipe))
+    module = PretrainModule(OmegaConf.to_container(cfg.backbone, resolve=True), OmegaConf.to_container(cfg.recipe),
+                            backbone=parent)
     evals_dir = Path(cfg.paths.output_dir) / "checkpoints"
 
     def evaluate_mark(mod: PretrainModule, minutes: float, steps: int) -> dict:
@@ -103,7 +127,8 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
     budget = TrainingBudget(cfg.recipe.budget_minutes, list(cfg.eval.at_minutes), evaluate_mark)
     loader = DataLoader(
         MotionWorldStream(BASE_MOTIONS + in_prior, size=cfg.backbone.image_size, num_frames=cfg.backbone.num_frames,
-                          seed=cfg.data.stream_seed, captions={m: cfg.data.in_prior_caption for m in in_prior}),
+                          seed=cfg.data.stream_seed, captions={m: cfg.data.in_prior_caption for m in in_prior},
+                          weights=OmegaConf.to_container(cfg.data.motion_weights) if cfg.data.get("motion_weights") else None),
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
     )
@@ -128,6 +153,9 @@ def train_base(cfg: DictConfig, folder: Path, digest: str) -> dict:
         "learning_curve": budget.learning_curve + [final_point],
         "final_eval": final,
     }
+    if parent_recipe is not None:  # a second stage: what it continued, and the total cost of both
+        recipe["parent"] = {k: parent_recipe.get(k) for k in ("config_hash", "base_folder", "steps", "train_minutes", "wall_time_s")}
+        recipe["total_steps"] = recipe["steps"] + int(parent_recipe.get("total_steps") or parent_recipe.get("steps") or 0)
     module.backbone.unet.to("cpu")
     module.backbone.text_encoder.to("cpu")
     save_tiny_backbone(module.backbone, folder, recipe)

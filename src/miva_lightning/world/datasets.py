@@ -76,12 +76,21 @@ class MotionWorldDataset(Dataset):
         return clip_item(self.motions[m], self.scene_seeds[m][j], None, self.size, self.num_frames)
 
 
+def _probabilities(motions: tuple[str, ...], weights: Mapping[str, float]) -> np.ndarray:
+    values = np.array([float(weights.get(motion, 1.0)) for motion in motions])
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:
+        raise ValueError(f"motion weights {dict(weights)} must be finite, >= 0 and not all 0 (1 = the uniform share)")
+    return values / values.sum()
+
+
 class MotionWorldStream(IterableDataset):
     """Fresh random training clips forever (uniform over `motions`, training scene seeds only).
 
     Deterministic from `seed`; each DataLoader worker draws its own stream (seeded by its id), so
     workers never repeat each other. `captions` replaces the caption of some motions (web-like
-    pretraining gives the in-prior motions one generic caption, see world/motions.py).
+    pretraining gives the in-prior motions one generic caption, see world/motions.py). `weights` makes some
+    motions more frequent (relative weights, 1 for motions not named; None keeps the uniform draw, whose
+    stream is then the same as before weights existed).
     """
 
     def __init__(
@@ -91,13 +100,16 @@ class MotionWorldStream(IterableDataset):
         num_frames: int = 8,
         seed: int = 0,
         captions: Mapping[str, str] | None = None,
+        weights: Mapping[str, float] | None = None,
     ):
         self.motions = _check_motions(motions)
         self.size, self.num_frames, self.seed = size, num_frames, seed
         self.captions = dict(captions or {})
-        unknown = sorted(set(self.captions) - set(self.motions))
-        if unknown:
-            raise ValueError(f"captions given for motions {unknown} that are not in the stream's motions {self.motions}")
+        for what, named in (("captions", self.captions), ("weights", weights or {})):
+            unknown = sorted(set(named) - set(self.motions))
+            if unknown:
+                raise ValueError(f"{what} given for motions {unknown} that are not in the stream's motions {self.motions}")
+        self.probabilities = None if not weights else _probabilities(self.motions, weights)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -108,7 +120,10 @@ class MotionWorldStream(IterableDataset):
 
     def draw(self, rng: np.random.Generator) -> dict:
         """One fresh clip: a uniform motion, a training scene seed, a random motion seed, from `rng`."""
-        motion = self.motions[int(rng.integers(len(self.motions)))]
+        if self.probabilities is None:
+            motion = self.motions[int(rng.integers(len(self.motions)))]
+        else:
+            motion = self.motions[int(rng.choice(len(self.motions), p=self.probabilities))]
         scene_seed = int(rng.integers(0, HELDOUT_SEED_START))
         motion_seed = int(rng.integers(0, 2**32))
         item = clip_item(motion, scene_seed, motion_seed, self.size, self.num_frames)
