@@ -142,3 +142,37 @@ def test_tiny_run_writes_the_json(bench, tmp_path):
         ratios = data["summary"][backbone]
         assert 0 < ratios["optimizer_state_miva_over_full_ft"] < 1
         assert ratios["peak_memory_by"].startswith("computed")
+
+
+@pytest.mark.parametrize("backbone", ["sd15", "wan21"])
+def test_inference_flops_count_each_adapter_once_and_match_a_real_model(bench, backbone):
+    """Every extra MIVA adds the same work (merge mode: its CFA and CA branches; its LoRA is folded into the
+    weights), residual mode adds a temporal attention per adapter on top, and the meta-device count equals the
+    count of the same forward on an allocated model."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from miva_lightning.adapters import attach_mivas, detach_mivas
+    from miva_lightning.backbones.forward import unet_predict
+
+    size = bench.tiny_size(backbone)
+    counted = bench.count_inference_flops(size)
+    base, merge = counted["inference_flops_base"], counted["inference_flops_by_lora_mode"]["merge"]
+    residual = counted["inference_flops_by_lora_mode"]["residual"]
+    per_adapter = merge["2"] - merge["1"]
+    assert merge["1"] > base and per_adapter > 0 and merge["4"] - merge["2"] == 2 * per_adapter
+    assert residual["2"] > merge["2"] and residual["4"] > merge["4"]
+
+    denoiser = bench.build_denoiser(size, "cpu")
+    backbone_ = bench.bare_backbone(size, denoiser)
+    latents, embeds = bench.inputs(size, torch.device("cpu"))
+    miva = bench.make_miva(denoiser, "miva", size.miva_overrides)
+    handle = attach_mivas(denoiser, [(miva, 1.0)], lora_mode="merge")
+    try:
+        # the math backend: FlopCounterMode does not count CPU's fused flash-attention op (meta runs the math path)
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            timesteps = torch.tensor([500.0 if size.family == "dit" else 500])
+            unet_predict(backbone_, latents, timesteps, embeds, latents[:, :, 0])
+    finally:
+        detach_mivas(handle)
+    assert counter.get_total_flops() == merge["1"]
