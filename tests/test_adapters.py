@@ -127,16 +127,47 @@ def test_all_weights_zero_is_the_base(unet, inputs, lora_mode):
     assert (run(unet, inputs) - base).abs().max() > 1e-3  # a trained adapter does change the output
 
 
-@pytest.mark.parametrize("lora_mode", ["merge", "residual"])
-def test_copies_with_weights_summing_to_one_equal_the_adapter_alone(unet, inputs, lora_mode):
+@pytest.mark.parametrize("lora_mode,cfa_mode", [("merge", "sum"), ("residual", "sum"), ("merge", "merge")])
+def test_copies_with_weights_summing_to_one_equal_the_adapter_alone(unet, inputs, lora_mode, cfa_mode):
     miva = perturbed(Miva.from_unet(unet, MivaConfig()), seed=3)
     handle = attach_mivas(unet, [(miva, 1.0)], lora_mode=lora_mode)
     alone = run(unet, inputs)
     detach_mivas(handle)
     copies = [(copy.deepcopy(miva), weight) for weight in (0.2, 0.3, 0.5)]
-    attach_mivas(unet, copies, lora_mode=lora_mode)
+    attach_mivas(unet, copies, lora_mode=lora_mode, cfa_mode=cfa_mode)
     combined = run(unet, inputs)
     assert (combined - alone).abs().max() <= 1e-5
+
+
+def test_merged_cfa_is_exact_for_one_adapter_and_approximates_several(unet, inputs):
+    """cfa_mode="merge": one adapter at any weight is exactly cfa_mode="sum"; two different adapters give a
+    different output (the softmax of the mean query is not the mean of the softmaxes), and set_weights rebuilds
+    the merged branch (weights (1, 0) = the first adapter alone)."""
+    config = MivaConfig(implicit_prompt=False, temporal_lora=False)
+    first, second = (perturbed(Miva.from_unet(unet, config), seed=s) for s in (21, 22))
+    outputs = {}
+    for mode in ("sum", "merge"):
+        handle = attach_mivas(unet, [(first, 0.7)], cfa_mode=mode)
+        outputs[mode, 1] = run(unet, inputs)
+        detach_mivas(handle)
+        handle = attach_mivas(unet, [(first, 0.6), (second, 0.8)], cfa_mode=mode)
+        outputs[mode, 2] = run(unet, inputs)
+        set_weights(handle, [1.0, 0.0])
+        outputs[mode, "first"] = run(unet, inputs)
+        detach_mivas(handle)
+    assert (outputs["merge", 1] - outputs["sum", 1]).abs().max() <= 1e-6
+    assert (outputs["merge", "first"] - outputs["sum", "first"]).abs().max() <= 1e-6
+    difference = (outputs["merge", 2] - outputs["sum", 2]).abs().max()
+    assert 1e-5 < difference < (outputs["sum", 2] - outputs["sum", "first"]).abs().max()
+
+
+def test_merged_cfa_refuses_to_train(unet, inputs):
+    first, second = (Miva.from_unet(unet, MivaConfig()) for _ in range(2))
+    attach_mivas(unet, [first, second], cfa_mode="merge")
+    with pytest.raises(RuntimeError, match="inference approximation"):
+        unet(*inputs)
+    with pytest.raises(ValueError, match="cfa_mode"):
+        attach_mivas(copy.deepcopy(unet), [first], cfa_mode="fused")
 
 
 @pytest.mark.parametrize("lora_alpha,lora_init", [(None, "kaiming"), (1.0, "normal")])

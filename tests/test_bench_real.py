@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import time
 
 import pytest
 import torch
@@ -123,16 +122,14 @@ def test_memory_estimate_parts(bench):
 
 def test_tiny_run_writes_the_json(bench, tmp_path):
     out = tmp_path / "bench_real.json"
-    started = time.perf_counter()
     bench.main(["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0", "--json", str(out)])
-    assert time.perf_counter() - started < 120  # a few seconds on an idle machine
     data = json.loads(out.read_text())
     assert {"commit", "dirty", "machine", "busy_before", "busy_after", "settings", "summary"} <= set(data)
     assert data["busy_before"]["load_average_1_5_15"] is None or len(data["busy_before"]["load_average_1_5_15"]) == 3
     for backbone in ("sd15", "wan21"):
         result = data["backbones"][backbone]
         assert set(result["inference"]) == {"1", "2", "4"} and all(s > 0 for s in result["inference"].values())
-        assert set(result["inference_by_lora_mode"]) == {"merge", "residual"}
+        assert set(result["inference_by_lora_mode"]) == {"merge", "residual", "merged_cfa"}
         for method in ("miva", "full_ft", "motion_lora"):
             row = result["methods"][method]
             required = ("trainable_params", "optimizer_state_bytes", "peak_mem_bytes", "peak_mem_how", "step_s", "clip", "device")
@@ -162,6 +159,8 @@ def test_inference_flops_count_each_adapter_once_and_match_a_real_model(bench, b
     per_adapter = merge["2"] - merge["1"]
     assert merge["1"] > base and per_adapter > 0 and merge["4"] - merge["2"] == 2 * per_adapter
     assert residual["2"] > merge["2"] and residual["4"] > merge["4"]
+    merged_cfa = counted["inference_flops_by_lora_mode"]["merged_cfa"]  # one CFA for all: only the CA grows with K
+    assert merged_cfa["1"] == merge["1"] and merged_cfa["4"] - merged_cfa["1"] < (merge["4"] - merge["1"]) / 2
 
     denoiser = bench.build_denoiser(size, "cpu")
     backbone_ = bench.bare_backbone(size, denoiser)

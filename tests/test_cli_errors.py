@@ -305,3 +305,11 @@ def test_lora_mode_names_match_the_adapters_module():
     from miva_lightning.animate import LORA_MODES
 
     assert sorted(LORA_MODE_NAMES) == sorted(LORA_MODE_CHOICES) == sorted(LORA_MODES)
+
+
+def test_cfa_mode_names_match_the_adapters_module():
+    from miva_lightning.adapters.cross_frame_attention import CFA_MODES
+    from miva_lightning.animate import CFA_MODES as ANIMATE_CFA_MODES
+    from miva_lightning.inputs.settings import CFA_MODE_NAMES
+
+    assert sorted(CFA_MODE_NAMES) == sorted(CFA_MODES) == sorted(ANIMATE_CFA_MODES)

@@ -216,14 +216,15 @@ def test_zero_init_replacing_attn2_is_the_base_without_attn2(backbone, inputs):
     assert (run(backbone.unet, inputs) - without_attn2).abs().max() <= 1e-6
 
 
-@pytest.mark.parametrize("lora_mode", ["merge", "residual"])
-def test_copies_with_weights_summing_to_one_equal_one_adapter(backbone, inputs, lora_mode):
+@pytest.mark.parametrize("lora_mode,cfa_mode", [("merge", "sum"), ("residual", "sum"), ("merge", "merge")])
+def test_copies_with_weights_summing_to_one_equal_one_adapter(backbone, inputs, lora_mode, cfa_mode):
     miva = perturbed(Miva.from_unet(backbone.unet, TINY_MIVA), seed=3)
     handle = attach_mivas(backbone.unet, [(miva, 1.0)], lora_mode=lora_mode)
     alone = run(backbone.unet, inputs)
     detach_mivas(handle)
     assert (alone - run(backbone.unet, inputs)).abs().max() > 1e-3  # the trained adapter does something
-    attach_mivas(backbone.unet, [(copy.deepcopy(miva), w) for w in (0.2, 0.3, 0.5)], lora_mode=lora_mode)
+    attach_mivas(backbone.unet, [(copy.deepcopy(miva), w) for w in (0.2, 0.3, 0.5)], lora_mode=lora_mode,
+                 cfa_mode=cfa_mode)
     assert (run(backbone.unet, inputs) - alone).abs().max() <= 1e-5
 
 

@@ -28,6 +28,7 @@ from miva_lightning.inputs import InputError, InputFileNotFoundError, check_adap
 AdapterSource = Union[str, os.PathLike, Any]  # a .safetensors path or a Miva object
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 LORA_MODES = ("auto", "merge", "residual")  # adapters.temporal_lora.LORA_MODE_CHOICES (a test keeps them equal)
+CFA_MODES = ("sum", "merge")  # adapters.cross_frame_attention.CFA_MODES (the same test)
 
 
 def backbone_size(backbone: Backbone) -> tuple[int, int]:
@@ -127,6 +128,7 @@ def animate(
     adapter_guidance: float = 1.0,
     scheduler: str | None = None,
     scheduler_options: Any = None,
+    cfa_mode: str = "sum",
 ) -> torch.Tensor:
     """Animate `image` with `adapters` [(path_or_Miva, weight), ...]; returns video `f c h w` in [0, 1].
 
@@ -137,6 +139,8 @@ def animate(
     `scheduler`: None = the backbone's sampler (DDIM), or a name from `sampling.schedulers.SCHEDULERS`;
     `scheduler_options`: settings of that scheduler to change, e.g. {"set_alpha_to_one": True}.
     `lora_mode`: merge | residual | auto (`adapters.temporal_lora.resolve_lora_mode`).
+    `cfa_mode`: sum (METHOD, exact) | merge (one cross-frame attention for all adapters: K adapters cost about
+    one; an approximation, `adapters.cross_frame_attention.CFA_MODES`).
     The defaults here are the embedded base's; `miva-animate` takes each backbone's own recipe from
     configs/inference/ (AnimateDiff: the authors', e.g. steps=50, lora_mode="auto", noise_init with
     shared_noise_formula="linear", scheduler_options={"set_alpha_to_one": True}; docs/METHOD.md).
@@ -146,7 +150,7 @@ def animate(
     first_frame = load_image(image, size or backbone_size(backbone))
     video = animate_batch(
         first_frame[None], adapters, backbone, num_frames, steps, seed, noise_init, lora_mode, prompt,
-        guidance_scale, progress, adapter_guidance, scheduler, scheduler_options,
+        guidance_scale, progress, adapter_guidance, scheduler, scheduler_options, cfa_mode,
     )  # fmt: skip
     return video[0]
 
@@ -167,12 +171,15 @@ def animate_batch(
     adapter_guidance: float = 1.0,
     scheduler: str | None = None,
     scheduler_options: Any = None,
+    cfa_mode: str = "sum",
 ) -> torch.Tensor:
     """Animate first frames `b c h w` (already at the backbone's size) in one sampling loop -> `b f c h w`.
 
     The noise of the whole batch comes from one generator seeded with `seed`."""
     if lora_mode not in LORA_MODES:
         raise ValueError(f"lora_mode={lora_mode!r} unknown; use one of {LORA_MODES}")
+    if cfa_mode not in CFA_MODES:
+        raise ValueError(f"cfa_mode={cfa_mode!r} unknown; use one of {CFA_MODES}")
     if num_frames < 2:
         raise ValueError(f"num_frames={num_frames}: a video needs at least 2 frames")
     if steps < 1:
@@ -191,7 +198,7 @@ def animate_batch(
     from miva_lightning.adapters import attach_mivas, detach_mivas
     from miva_lightning.sampling.sampler import sample_video
 
-    handle = attach_mivas(backbone.unet, load_adapters(adapters, backbone.unet), lora_mode) if adapters else None
+    handle = attach_mivas(backbone.unet, load_adapters(adapters, backbone.unet), lora_mode, cfa_mode) if adapters else None
     sampling_backbone = backbone
     if handle is not None and adapter_guidance != 1.0:
         sampling_backbone = dataclasses.replace(backbone, unet=AdapterGuidedUNet(backbone.unet, handle, adapter_guidance))

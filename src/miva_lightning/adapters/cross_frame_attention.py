@@ -13,6 +13,7 @@ Keys and values always come from the base's frozen projections, even when a LoRA
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import torch
@@ -24,6 +25,14 @@ from miva_lightning.adapters.context import CallContext
 from miva_lightning.adapters.weighting import build_weighting
 
 CFA_VARIANTS = ("joint", "separate")
+# How several attached adapters' CFA branches combine:
+# - "sum" (METHOD): attn1(x) + sum_k w_k CFA_k(x), exact; each adapter costs its own attention over the first and
+#   previous frame's keys (2n keys per query), so K adapters cost K such attentions;
+# - "merge" (an approximation, inference only): one CFA whose Wq' is the weight-normalised mean of the adapters'
+#   Wq', whose Wo' is sum_k w_k Wo'_k and whose w(t) is the weight-normalised mean of theirs: the cost of one
+#   adapter whatever K. Exact for one adapter and for copies of one adapter; otherwise the softmax of the mean
+#   query differs from the mean of the softmaxes (measured effect: README, "Several motions at once").
+CFA_MODES = ("sum", "merge")
 
 
 class CrossFrameAdapter(nn.Module):
@@ -83,6 +92,65 @@ class CrossFrameAdapter(nn.Module):
         return self.to_out(rearrange(mixed, "bf h n d -> bf n (h d)").to(self.to_out.weight.dtype))
 
 
+class MixedWeighting(nn.Module):
+    """w(t) of a merged CFA: sum_k c_k w_k(t) with c_k = the adapters' weights normalised to sum to 1."""
+
+    def __init__(self, weightings: Sequence[nn.Module], shares: Sequence[float]) -> None:
+        super().__init__()
+        self.weightings = nn.ModuleList(weightings)
+        self.shares = [float(c) for c in shares]
+
+    def forward(self, context: CallContext) -> torch.Tensor:
+        return sum(c * weighting(context).float() for c, weighting in zip(self.shares, self.weightings))
+
+
+@torch.no_grad()
+def merge_cross_frame(active: Sequence[tuple[CrossFrameAdapter, float]]) -> CrossFrameAdapter:
+    """One CrossFrameAdapter standing for `active` (adapter, user weight) pairs at weight 1 (CFA_MODES "merge")."""
+    adapters = [adapter for adapter, _ in active]
+    variants = {adapter.variant for adapter in adapters}
+    if len(variants) > 1:
+        raise ValueError(f"cfa_mode='merge' needs one CFA variant, the attached adapters use {sorted(variants)}")
+    weights = [float(w) for _, w in active]
+    total = sum(weights)
+    shares = [w / total for w in weights]
+    first = adapters[0]
+    merged = copy.deepcopy(first)  # same shapes, device, dtype and variant; every tensor is overwritten below
+    merged.to_q.weight.copy_(sum(c * a.to_q.weight for c, a in zip(shares, adapters)))
+    if merged.to_q.bias is not None:
+        merged.to_q.bias.copy_(sum(c * a.to_q.bias for c, a in zip(shares, adapters)))
+    merged.to_out.weight.copy_(sum(w * a.to_out.weight for w, a in zip(weights, adapters)))
+    merged.to_out.bias.copy_(sum(w * a.to_out.bias for w, a in zip(weights, adapters)))
+    merged.weighting = MixedWeighting([a.weighting for a in adapters], shares)
+    return merged.requires_grad_(False)
+
+
+class MergedCrossFrameCache:
+    """The merged CFA of one layer, rebuilt only when the attached adapters' weights change (set_weights)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.merged: CrossFrameAdapter | None = None
+
+    def active(self, active: list[tuple[CrossFrameAdapter, float]]) -> list[tuple[CrossFrameAdapter, float]]:
+        """`active` itself for one adapter, else [(merged, 1.0)]."""
+        if len(active) < 2:
+            return active
+        if torch.is_grad_enabled() and any(p.requires_grad for adapter, _ in active for p in adapter.parameters()):
+            raise RuntimeError("cfa_mode='merge' is an inference approximation: it cannot train the adapters it merges; "
+                               "attach with cfa_mode='sum' for training")
+        key = tuple((id(adapter), weight) for adapter, weight in active)
+        if key != self.key:
+            self.key, self.merged = key, merge_cross_frame(active)
+        return [(self.merged, 1.0)]
+
+
+def check_cfa_mode(mode: str) -> str:
+    if mode not in CFA_MODES:
+        raise ValueError(f"unknown cfa_mode '{mode}'; choose one of {CFA_MODES}")
+    return mode
+
+
 def frozen_linear(layer: nn.Module) -> nn.Module:
     """The base Linear behind a peft LoRA wrapper (Wan's LoRA sits on the same attn1 projections), else itself."""
     return getattr(layer, "base_layer", layer)
@@ -135,11 +203,13 @@ class CrossFrameAttnProcessor:
         adapters: Sequence[CrossFrameAdapter | None],
         weights: list[float],
         context: CallContext,
+        cfa_mode: str = "sum",
     ) -> None:
         self.base_processor = base_processor
         self.adapters = list(adapters)
         self.weights = weights  # shared list, updated in place by set_weights
         self.context = context
+        self.merged = MergedCrossFrameCache() if check_cfa_mode(cfa_mode) == "merge" else None
 
     def __call__(
         self,
@@ -158,6 +228,8 @@ class CrossFrameAttnProcessor:
         if hidden_states.ndim != 3:
             raise ValueError(f"CFA expects attn1 tokens `(b f) n c`, got shape {tuple(hidden_states.shape)}")
         shared = SharedFrameKV(attn, hidden_states, self.context)
+        if self.merged is not None:
+            active = self.merged.active(active)
         for adapter, weight in active:
             output = output + weight * adapter(hidden_states, shared, self.context).to(output.dtype)
         return output

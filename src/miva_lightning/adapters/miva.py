@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from miva_lightning.adapters.context import CallContext, install_context, remove_context
-from miva_lightning.adapters.cross_frame_attention import CFA_VARIANTS, CrossFrameAdapter, CrossFrameAttnProcessor
+from miva_lightning.adapters.cross_frame_attention import (
+    CFA_VARIANTS,
+    CrossFrameAdapter,
+    CrossFrameAttnProcessor,
+    check_cfa_mode,
+)
 from miva_lightning.adapters.implicit_prompt import BASE_BRANCHES, ImplicitPrompt, ImplicitPromptProcessor
 from miva_lightning.adapters.implicit_time_condition import ImplicitTimeCondition, TimeConditionHook, time_condition_dim
 from miva_lightning.adapters.temporal_lora import (
@@ -296,6 +301,7 @@ class MivaHandle:
     weights: list[float]  # shared with every processor; change via set_weights
     lora_mode: str
     context: CallContext
+    cfa_mode: str = "sum"
     original_processors: dict[str, Any] = field(default_factory=dict)
     lora: TemporalLoraAttachment | None = None
     hooks: list[Any] = field(default_factory=list)  # removable forward hooks (time-condition route)
@@ -342,15 +348,18 @@ def _cfa_rope(mivas: list[Miva]) -> str:
 
 
 def attach_mivas(
-    unet: nn.Module, mivas: Iterable[Miva | tuple[Miva, float]], lora_mode: str = "merge"
+    unet: nn.Module, mivas: Iterable[Miva | tuple[Miva, float]], lora_mode: str = "merge", cfa_mode: str = "sum"
 ) -> MivaHandle:
     """Attach MIVAs (with user weights) to an unmodified UNetMotionModel or Wan DiT; undo with `detach_mivas`.
 
     The temporal LoRA goes in first and the attention processors second, so that on the DiT (where both
     sit on attn1) the CFA processor wraps the LoRA's; `detach_mivas` undoes them in the reverse order.
     `lora_mode`: merge | residual | auto (merge for one temporal LoRA, residual for several; the reasons
-    are in `temporal_lora.resolve_lora_mode`); `handle.lora_mode` records the mode used."""
+    are in `temporal_lora.resolve_lora_mode`); `handle.lora_mode` records the mode used.
+    `cfa_mode`: sum (METHOD, exact) | merge (one CFA for all adapters: an inference approximation whose cost does
+    not grow with K; `cross_frame_attention.CFA_MODES`)."""
     adapters, weights = _as_pairs(mivas)
+    check_cfa_mode(cfa_mode)
     weights = validate_weights(weights, len(adapters))
     if lora_mode not in LORA_MODE_CHOICES:
         raise ValueError(f"unknown lora_mode '{lora_mode}'; choose one of {LORA_MODE_CHOICES}")
@@ -367,6 +376,7 @@ def attach_mivas(
         mivas=adapters,
         weights=weights,
         lora_mode=lora_mode,
+        cfa_mode=cfa_mode,
         context=install_context(unet),
         unet_requires_grad={name: p.requires_grad for name, p in unet.named_parameters()},
     )
@@ -397,9 +407,11 @@ def _install_processors(handle: MivaHandle) -> None:
             adapters = [m.cross_frame[layer_key(name)] if m.config.cross_frame else None for m in mivas]
             handle.original_processors[name] = attention.processor
             if dit:
-                processor = DiTCrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context, rope)
+                processor = DiTCrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context, rope,
+                                                       handle.cfa_mode)
             else:
-                processor = CrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context)
+                processor = CrossFrameAttnProcessor(attention.processor, adapters, handle.weights, handle.context,
+                                                    handle.cfa_mode)
             attention.set_processor(processor)
     if any(m.config.implicit_prompt for m in mivas):
         base_branch = _base_branch(mivas)

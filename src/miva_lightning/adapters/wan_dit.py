@@ -35,7 +35,13 @@ from einops import rearrange
 from torch import nn
 
 from miva_lightning.adapters.context import CallContext
-from miva_lightning.adapters.cross_frame_attention import CrossFrameAdapter, SharedFrameKV, frozen_linear
+from miva_lightning.adapters.cross_frame_attention import (
+    CrossFrameAdapter,
+    MergedCrossFrameCache,
+    SharedFrameKV,
+    check_cfa_mode,
+    frozen_linear,
+)
 
 CFA_ROPE_MODES = ("positions", "none")
 
@@ -117,6 +123,7 @@ class DiTCrossFrameAttnProcessor:
         weights: list[float],
         context: CallContext,
         rope: str = "positions",
+        cfa_mode: str = "sum",
     ) -> None:
         if rope not in CFA_ROPE_MODES:
             raise ValueError(f"unknown cfa_rope '{rope}'; choose one of {CFA_ROPE_MODES}")
@@ -125,6 +132,7 @@ class DiTCrossFrameAttnProcessor:
         self.weights = weights  # shared list, updated in place by set_weights
         self.context = context
         self.rope = rope
+        self.merged = MergedCrossFrameCache() if check_cfa_mode(cfa_mode) == "merge" else None
 
     def __call__(
         self,
@@ -144,6 +152,8 @@ class DiTCrossFrameAttnProcessor:
             raise RuntimeError("cfa_rope='positions' but attn1 received no rotary embedding")
         n = _tokens_per_frame(hidden_states, self.context)
         shared = dit_frame_kv(attn, hidden_states, rope, self.context)
+        if self.merged is not None:
+            active = self.merged.active(active)
         for adapter, weight in active:
             query = dit_frame_query(adapter, attn, hidden_states, rope, n)
             branch = rearrange(adapter.attend(query, shared, self.context), "(b f) n d -> b (f n) d", f=shared.frames)

@@ -16,6 +16,8 @@ _SIDECAR_SUFFIXES = (".txt", ".json", ".csv", ".md", ".yaml", ".yml")
 SCHEDULER_NAMES = ("ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++", "unipc")
 # `adapters.temporal_lora.LORA_MODE_CHOICES` (that module imports peft; a test keeps both equal).
 LORA_MODE_NAMES = ("auto", "merge", "residual")
+# `adapters.cross_frame_attention.CFA_MODES` (the same test keeps both equal).
+CFA_MODE_NAMES = ("sum", "merge")
 
 
 # -------------------------------------------------------------------------------------------- numbers
@@ -78,8 +80,10 @@ def check_number(
     return value
 
 
-def check_choice(cfg: Any, key: str, choices: Sequence[Any]) -> Any:
+def check_choice(cfg: Any, key: str, choices: Sequence[Any], optional: bool = False) -> Any:
     value = _select(cfg, key)
+    if optional and value is None:
+        return value
     if value not in choices:
         raise InputError(f"{key}={value!r} is not valid: use one of {', '.join(map(str, choices))}")
     return value
@@ -167,6 +171,7 @@ def check_animate_config(cfg: Any, extra_adapters: Sequence[Any] = ()) -> list[t
     check_number(cfg, "guidance_scale", minimum=0)
     check_number(cfg, "adapter_guidance", minimum=0, optional=True)
     check_choice(cfg, "lora_mode", LORA_MODE_NAMES)
+    check_choice(cfg, "cfa_mode", CFA_MODE_NAMES, optional=True)
     options = _select(cfg, "scheduler_options")
     if options is not None and not isinstance(options, Mapping):
         raise InputError(f"scheduler_options={options!r} is not valid: use a mapping such as {{set_alpha_to_one: true}} (or {{}})")

@@ -65,6 +65,7 @@ def run_animate(cfg: DictConfig, extra_adapters: list[str] = ()) -> list[Path]:
             seed=int(cfg.seed),
             noise_init=cfg.noise_init,
             lora_mode=str(cfg.lora_mode),
+            cfa_mode=str(cfg.get("cfa_mode", "sum")),
             prompt=cfg.prompt,
             guidance_scale=float(cfg.guidance_scale),
             progress=True,

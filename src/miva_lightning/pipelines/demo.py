@@ -220,7 +220,8 @@ def evaluate_photos(cfg: DictConfig, backbone, adapters: Sequence[tuple[str, flo
     if not paths:
         return {}
     frames = torch.stack([load_image(path, backbone_size(backbone)) for path in paths])
-    videos = animate_batch(frames, list(adapters), backbone, lora_mode=cfg.combine.lora_mode, **sample_settings(cfg))
+    videos = animate_batch(frames, list(adapters), backbone, lora_mode=cfg.combine.lora_mode,
+                           cfa_mode=str(cfg.combine.get("cfa_mode", "sum")), **sample_settings(cfg))
     results = {}
     for path, frame, video in zip(paths, frames, videos):
         written = write_outputs(video, folder / path.stem, fps=cfg.fps)
@@ -275,13 +276,15 @@ def evaluate_combination(cfg: DictConfig, backbone, adapters: dict[str, Path], f
         print(f"multi-adapter step skipped: {motions} were not all trained in this run", flush=True)
         return None
     pairs = [(str(adapters[m]), w) for m, w in zip(motions, weights)]
-    videos = animate_batch(frames, pairs, backbone, lora_mode=cfg.combine.lora_mode, **sample_settings(cfg))
+    videos = animate_batch(frames, pairs, backbone, lora_mode=cfg.combine.lora_mode,
+                           cfa_mode=str(cfg.combine.get("cfa_mode", "sum")), **sample_settings(cfg))
     folder = Path(cfg.out_dir) / ("+".join(motions))
     write_clips(folder, videos, cfg.fps)
     return {
         "motions": motions,
         "weights": weights,
         "lora_mode": cfg.combine.lora_mode,
+        "cfa_mode": str(cfg.combine.get("cfa_mode", "sum")),
         "n": len(videos),
         "predictions": dict(Counter(classify_motion(v) for v in videos)),
         **combined_components(videos, motions),

@@ -170,6 +170,7 @@ def sample_method(
         seed=int(seed),
         noise_init=settings.get("noise_init"),
         lora_mode=str(settings.get("lora_mode", "merge")),
+        cfa_mode=str(settings.get("cfa_mode", "sum")),
         prompt=caption_of(motion) if settings.get("prompt") == "caption" else None,
         guidance_scale=float(settings.get("guidance_scale", 1.0)),
     )
