@@ -48,12 +48,13 @@ def test_the_real_backbone_animates_a_folder_with_the_authors_recipe(tiny_weight
         pixels = np.random.default_rng(index).integers(0, 256, (40, 56, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{index}.png")
 
-    seen: dict[str, list] = {"lora_mode": [], "alpha_to_one": [], "steps": [], "noise_init": []}
+    seen: dict[str, list] = {"lora_mode": [], "cfa_mode": [], "alpha_to_one": [], "steps": [], "noise_init": []}
     attach, sample = adapters_module.attach_mivas, sampler_module.sample_video
 
-    def spy_attach(unet, mivas, lora_mode="merge"):
-        handle = attach(unet, mivas, lora_mode)
+    def spy_attach(unet, mivas, lora_mode="merge", cfa_mode="sum"):
+        handle = attach(unet, mivas, lora_mode, cfa_mode)
         seen["lora_mode"].append(handle.lora_mode)
+        seen["cfa_mode"].append(handle.cfa_mode)
         return handle
 
     def spy_sample(sampling_backbone, *args, **kwargs):
@@ -74,6 +75,7 @@ def test_the_real_backbone_animates_a_folder_with_the_authors_recipe(tiny_weight
     assert [p.name for p in written] == ["0.mp4", "0.gif", "1.mp4", "1.gif", "2.mp4", "2.gif"]
     assert seen["steps"] == [3, 3]  # two batches; steps=3 overrides the recipe's 50
     assert seen["lora_mode"] == ["residual", "residual"]  # auto, two MIVAs
+    assert seen["cfa_mode"] == ["sum", "sum"]  # METHOD's exact sum unless cfa_mode=merge is asked for
     assert seen["alpha_to_one"] == [True, True]  # the recipe's DDIM
     authors = NoiseInit(first_frame_forward_t=975, dct_lowfreq_cutoff=0.23, shared_noise_ratio=0.05,
                         shared_noise_formula="linear", adain_to_first_frame=True)  # fmt: skip

@@ -90,3 +90,13 @@ def test_the_real_base_experiment_previews_with_the_authors_recipe():
     assert lamp.preview.steps == 50 and as_noise_init(lamp.noise_init) == NoiseInit(**AUTHORS_NOISE)
     assert lamp.backbone.sample_scheduler.set_alpha_to_one is True  # diffusers' DDIM default, as the authors'
     assert lamp.data.shrink_stride is True and lamp.data.stride == 4  # short LAMP clips get a smaller stride
+
+
+def test_cfa_mode_defaults_to_the_exact_sum_and_a_wrong_one_is_named():
+    from miva_lightning.inputs import InputError
+    from miva_lightning.inputs.settings import check_animate_config
+
+    assert compose("animate", ["image=x.png"]).cfa_mode == "sum"
+    assert compose("demo", []).combine.cfa_mode == "sum"
+    with pytest.raises(InputError, match="cfa_mode='fused' is not valid: use one of sum, merge"):
+        check_animate_config(compose("animate", ["image=assets/photos/chelsea.png", "cfa_mode=fused"]))
