@@ -97,3 +97,29 @@ def test_base_v2_config_has_sd15_routes_and_web_like_data():
     unet = build_backbone({**dict(compose("pretrain", ["backbone=tiny2"] + TINY).backbone), "pretrained": None}).unet
     assert unet.config.in_channels == 48 and unet.config.time_cond_proj_dim is None  # no image channels, no text->time
     assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlockMotion", "DownBlockMotion"]
+
+
+def test_a_second_stage_continues_a_saved_base_and_checks_its_architecture(tmp_path):
+    """recipe.init_from: the stage starts from the saved weights (its loss equals the parent's at step 0), it
+    must name an existing base of the same architecture, and a different parent is a different config hash."""
+    import torch
+
+    from miva_lightning.backbones.tiny import build_tiny_backbone, save_tiny_backbone
+
+    overrides = TINY + [f"paths.root={tmp_path}", "backbone=tiny2"]
+    parent_cfg = compose("pretrain", overrides)
+    parent = build_tiny_backbone({**dict(parent_cfg.backbone), "pretrained": None})
+    save_tiny_backbone(parent, tmp_path / "artifacts" / "base" / "tiny2-parent", {"steps": 7, "config_hash": "parent"})
+
+    stage = compose("pretrain", overrides + ["+recipe.init_from=tiny2-parent"])
+    loaded, recipe = pretrain.parent_base(stage)
+    assert recipe["steps"] == 7
+    for name, tensor in parent.unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[name], tensor), name
+    assert pretrain.base_folder(stage)[1] != pretrain.base_folder(parent_cfg)[1]
+
+    with pytest.raises(FileNotFoundError, match="recipe.init_from='missing'"):
+        pretrain.parent_base(compose("pretrain", overrides + ["+recipe.init_from=missing"]))
+    wider = compose("pretrain", overrides + ["+recipe.init_from=tiny2-parent", "backbone.text.hidden_size=32"])
+    with pytest.raises(ValueError, match="other backbone settings"):
+        pretrain.parent_base(wider)
