@@ -514,10 +514,30 @@ def measure_training(size: Size, denoiser: nn.Module, method: str, device: torch
         release(device, args)
 
 
+def over_inference_modes(denoiser: nn.Module, size: Size, measure: Callable[[], Any],
+                         after_each: Callable[[str, int], None] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """`measure()` on the bare denoiser, then with K = 1, 2, 4 fresh MIVAs at weight 1 attached in every inference
+    mode (`MODE_SETTINGS`); `after_each(mode, k)` runs while they are attached. Returns (base, {mode: {K: value}})."""
+    from miva_lightning.adapters import attach_mivas, detach_mivas
+
+    mivas = [make_miva(denoiser, "miva", size.miva_overrides) for _ in range(max(INFERENCE_KS))]
+    base = measure()
+    by_mode: dict[str, dict[str, Any]] = {mode: {} for mode in LORA_MODES}
+    for mode, (lora_mode, cfa_mode) in MODE_SETTINGS.items():
+        for k in INFERENCE_KS:
+            handle = attach_mivas(denoiser, [(miva, 1.0) for miva in mivas[:k]], lora_mode=lora_mode, cfa_mode=cfa_mode)
+            try:
+                by_mode[mode][str(k)] = measure()
+                if after_each is not None:
+                    after_each(mode, k)
+            finally:
+                detach_mivas(handle)
+    return base, by_mode
+
+
 @torch.no_grad()
 def measure_inference(size: Size, denoiser: nn.Module, device: torch.device, args) -> dict[str, Any]:
     """Seconds per denoising step (one denoiser call, batch 1) with 0 (the base) and K = 1, 2, 4 MIVAs."""
-    from miva_lightning.adapters import attach_mivas, detach_mivas
     from miva_lightning.backbones.forward import unet_predict
 
     backbone = bare_backbone(size, denoiser)
@@ -535,21 +555,13 @@ def measure_inference(size: Size, denoiser: nn.Module, device: torch.device, arg
         samples = [clock(call) for _ in range(args.warmup + args.steps)][args.warmup :]
         return statistics.median(samples)
 
-    mivas = [make_miva(denoiser, "miva", size.miva_overrides) for _ in range(max(INFERENCE_KS))]
-    by_mode: dict[str, dict[str, float]] = {mode: {} for mode in LORA_MODES}
     peaks: dict[str, int] = {}
-    base = per_step()
-    for mode in LORA_MODES:
-        for k in INFERENCE_KS:
-            lora_mode, cfa_mode = MODE_SETTINGS[mode]
-            handle = attach_mivas(denoiser, [(miva, 1.0) for miva in mivas[:k]], lora_mode=lora_mode, cfa_mode=cfa_mode)
-            try:
-                by_mode[mode][str(k)] = per_step()
-                if device.type == "cuda":
-                    peaks[f"{mode}_{k}"] = torch.cuda.max_memory_allocated(device)
-            finally:
-                detach_mivas(handle)
-    del mivas
+
+    def record_peak(mode: str, k: int) -> None:
+        if device.type == "cuda":
+            peaks[f"{mode}_{k}"] = torch.cuda.max_memory_allocated(device)
+
+    base, by_mode = over_inference_modes(denoiser, size, per_step, record_peak)
     release(device, args)
     auto = {str(k): by_mode["merge" if k == 1 else "residual"][str(k)] for k in INFERENCE_KS}
     return {
@@ -574,7 +586,6 @@ def count_inference_flops(size: Size) -> dict[str, Any]:
     below this ratio, whatever the kernels: it is what the method asks for, not what an implementation spends."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from miva_lightning.adapters import attach_mivas, detach_mivas
     from miva_lightning.backbones.forward import unet_predict
 
     denoiser = build_denoiser(size, "meta")
@@ -588,17 +599,7 @@ def count_inference_flops(size: Size) -> dict[str, Any]:
             unet_predict(backbone, latents, timesteps, embeds, latents[:, :, 0])
         return int(counter.get_total_flops())
 
-    mivas = [make_miva(denoiser, "miva", size.miva_overrides) for _ in range(max(INFERENCE_KS))]
-    by_mode: dict[str, dict[str, int]] = {mode: {} for mode in LORA_MODES}
-    base = flops()
-    for mode in LORA_MODES:
-        for k in INFERENCE_KS:
-            lora_mode, cfa_mode = MODE_SETTINGS[mode]
-            handle = attach_mivas(denoiser, [(miva, 1.0) for miva in mivas[:k]], lora_mode=lora_mode, cfa_mode=cfa_mode)
-            try:
-                by_mode[mode][str(k)] = flops()
-            finally:
-                detach_mivas(handle)
+    base, by_mode = over_inference_modes(denoiser, size, flops)
     return {
         "inference_flops_base": base,
         "inference_flops_by_lora_mode": by_mode,
