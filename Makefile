@@ -57,7 +57,8 @@ evaluate: setup
 # configs/table2_grid/full.yaml). QUICK=1: rotate_ccw (in_prior) and zoom_out (held_out) x all methods x seed 0
 # = 14 cells at 120 steps, <= 15 min (results/table2_quick/).
 # Interrupted? Run the same command again: finished cells are reused, a killed training resumes.
-# The base v2 must exist (artifacts/base/tiny2.json): `make pretrain ARGS="backbone=tiny2 experiment=pretrain_v2"`.
+# It runs on base v2's first stage, committed (artifacts/base/tiny2-d03effa7d1, configs/backbone/tiny2_stage1.yaml:
+# the base of the committed records); rebuild it with `make pretrain ARGS="backbone=tiny2 experiment=pretrain_v2"`.
 TABLE2_GRID := $(if $(QUICK),quick,full)
 reproduce-table2: setup
 	$(BIN)/miva-table2 --multirun table2_grid=$(TABLE2_GRID) $(ARGS)
