@@ -126,7 +126,8 @@ def merge_cross_frame(active: Sequence[tuple[CrossFrameAdapter, float]]) -> Cros
 
 
 class MergedCrossFrameCache:
-    """The merged CFA of one layer, rebuilt only when the attached adapters' weights change (set_weights)."""
+    """The merged CFA of one layer, rebuilt only when the attached adapters' weights change (set_weights); after
+    changing an attached adapter's tensors in place, detach and attach again."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
