@@ -159,6 +159,7 @@ def test_merged_cfa_is_exact_for_one_adapter_and_approximates_several(unet, inpu
     assert (outputs["merge", "first"] - outputs["sum", "first"]).abs().max() <= 1e-6
     difference = (outputs["merge", 2] - outputs["sum", 2]).abs().max()
     assert 1e-5 < difference < (outputs["sum", 2] - outputs["sum", "first"]).abs().max()
+    assert all(p.requires_grad for m in (first, second) for p in m.parameters())  # merging froze none of theirs
 
 
 def test_merged_cfa_refuses_to_train(unet, inputs):

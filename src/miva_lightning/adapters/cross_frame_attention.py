@@ -121,8 +121,11 @@ def merge_cross_frame(active: Sequence[tuple[CrossFrameAdapter, float]]) -> Cros
         merged.to_q.bias.copy_(sum(c * a.to_q.bias for c, a in zip(shares, adapters)))
     merged.to_out.weight.copy_(sum(w * a.to_out.weight for w, a in zip(weights, adapters)))
     merged.to_out.bias.copy_(sum(w * a.to_out.bias for w, a in zip(weights, adapters)))
+    merged.to_q.requires_grad_(False)
+    merged.to_out.requires_grad_(False)
+    # the adapters' own w(t) modules, shared, not copied: their requires_grad flags stay the caller's
     merged.weighting = MixedWeighting([a.weighting for a in adapters], shares)
-    return merged.requires_grad_(False)
+    return merged
 
 
 class MergedCrossFrameCache:
