@@ -24,7 +24,8 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from miva_lightning.adapters import Miva, MivaConfig, attach_mivas, base_identity, detach_mivas, load_miva, save_miva
 from miva_lightning.adapters.context import CallContext
-from miva_lightning.adapters.miva import MIVA_PROCESSORS, layer_key
+from miva_lightning.adapters.attach import MIVA_PROCESSORS
+from miva_lightning.adapters.miva import layer_key
 from miva_lightning.adapters.temporal_lora import temporal_lora_targets
 from miva_lightning.adapters.wan_dit import DiTCrossFrameAttnProcessor, dit_attention_names
 from miva_lightning.backbones import build_backbone, encode_prompts

@@ -7,15 +7,8 @@
     save_miva("waterfall.safetensors", miva, base_identity(unet, "tiny"))
 """
 
-from miva_lightning.adapters.miva import (
-    Miva,
-    MivaConfig,
-    MivaHandle,
-    attach_mivas,
-    detach_mivas,
-    set_weights,
-    trainable_parameters,
-)
+from miva_lightning.adapters.attach import MivaHandle, attach_mivas, detach_mivas, set_weights
+from miva_lightning.adapters.miva import Miva, MivaConfig, trainable_parameters
 from miva_lightning.adapters.io import base_identity, load_miva, save_miva
 
 __all__ = [
