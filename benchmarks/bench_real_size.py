@@ -70,7 +70,6 @@ INFERENCE_KS = (1, 2, 4)
 # inference modes: label -> (lora_mode, cfa_mode). "merge" / "residual": METHOD's exact sum of the K CFA branches
 # with the temporal LoRAs merged into the weights or run per adapter; "merged_cfa": LoRAs merged AND one CFA for
 # all K adapters (cross_frame_attention.CFA_MODES "merge", an approximation).
-LORA_MODES = ("merge", "residual", "merged_cfa")
 MODE_SETTINGS = {"merge": ("merge", "sum"), "residual": ("residual", "sum"), "merged_cfa": ("merge", "merge")}
 GIB = 2**30
 FIT_BUDGET_BYTES = 24 * GIB  # a 24 GB consumer GPU (RTX 3090 / 4090: 24 GiB)
@@ -522,7 +521,7 @@ def over_inference_modes(denoiser: nn.Module, size: Size, measure: Callable[[], 
 
     mivas = [make_miva(denoiser, "miva", size.miva_overrides) for _ in range(max(INFERENCE_KS))]
     base = measure()
-    by_mode: dict[str, dict[str, Any]] = {mode: {} for mode in LORA_MODES}
+    by_mode: dict[str, dict[str, Any]] = {mode: {} for mode in MODE_SETTINGS}
     for mode, (lora_mode, cfa_mode) in MODE_SETTINGS.items():
         for k in INFERENCE_KS:
             handle = attach_mivas(denoiser, [(miva, 1.0) for miva in mivas[:k]], lora_mode=lora_mode, cfa_mode=cfa_mode)
@@ -769,14 +768,10 @@ def summarise(results: dict[str, Any], args) -> dict[str, Any]:
         if inference:
             modes = backbone["inference_by_lora_mode"]
             rows["inference_k4_over_k1_auto"] = ratio(inference["4"], inference["1"])
-            rows["inference_k4_over_k1_merge"] = ratio(modes["merge"]["4"], modes["merge"]["1"])
-            rows["inference_k4_over_k1_residual"] = ratio(modes["residual"]["4"], modes["residual"]["1"])
-            rows["inference_k4_over_k1_merged_cfa"] = ratio(modes["merged_cfa"]["4"], modes["merged_cfa"]["1"])
+            rows.update({f"inference_k4_over_k1_{mode}": ratio(modes[mode]["4"], modes[mode]["1"]) for mode in MODE_SETTINGS})
         flops = backbone.get("inference_flops_by_lora_mode")
         if flops:
-            rows["inference_flops_k4_over_k1_merge"] = ratio(flops["merge"]["4"], flops["merge"]["1"])
-            rows["inference_flops_k4_over_k1_residual"] = ratio(flops["residual"]["4"], flops["residual"]["1"])
-            rows["inference_flops_k4_over_k1_merged_cfa"] = ratio(flops["merged_cfa"]["4"], flops["merged_cfa"]["1"])
+            rows.update({f"inference_flops_k4_over_k1_{mode}": ratio(flops[mode]["4"], flops[mode]["1"]) for mode in MODE_SETTINGS})
             rows["inference_flops_k1_over_base"] = ratio(flops["merge"]["1"], backbone["inference_flops_base"])
         rows["meets"] = {
             "optimizer_state": _meets(rows["optimizer_state_miva_over_full_ft"], TARGETS["optimizer_state"]),

@@ -100,8 +100,8 @@ def test_base_v2_config_has_sd15_routes_and_web_like_data():
 
 
 def test_a_second_stage_continues_a_saved_base_and_checks_its_architecture(tmp_path):
-    """recipe.init_from: the stage starts from the saved weights (its loss equals the parent's at step 0), it
-    must name an existing base of the same architecture, and a different parent is a different config hash."""
+    """recipe.init_from: the stage starts from the saved weights (equal tensors), it must name an existing base
+    of the same architecture, and a stage is a different config hash from its parent."""
     import torch
 
     from miva_lightning.backbones.tiny import build_tiny_backbone, save_tiny_backbone

@@ -30,8 +30,10 @@ from miva_lightning.world import heldout_first_frames
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a - b) ** 2).mean())
-    return 100.0 if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
+    """PSNR of two video batches in [0, 1] (torchmetrics), capped at 100 dB for identical ones."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return min(100.0, float(peak_signal_noise_ratio(a, b, data_range=1.0)))
 
 
 def main() -> None:

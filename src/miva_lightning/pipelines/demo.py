@@ -203,6 +203,11 @@ def sample_settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def combine_modes(cfg: DictConfig) -> dict[str, str]:
+    """How several MIVAs combine when the demo attaches them together (`combine.lora_mode`, `combine.cfa_mode`)."""
+    return {"lora_mode": str(cfg.combine.lora_mode), "cfa_mode": str(cfg.combine.get("cfa_mode", "sum"))}
+
+
 def photo_paths(cfg: DictConfig) -> list[Path]:
     root = Path(cfg.paths.root)
     found = sorted({Path(p) for pattern in cfg.photos for p in glob.glob(str(root / pattern))})
@@ -220,8 +225,7 @@ def evaluate_photos(cfg: DictConfig, backbone, adapters: Sequence[tuple[str, flo
     if not paths:
         return {}
     frames = torch.stack([load_image(path, backbone_size(backbone)) for path in paths])
-    videos = animate_batch(frames, list(adapters), backbone, lora_mode=cfg.combine.lora_mode,
-                           cfa_mode=str(cfg.combine.get("cfa_mode", "sum")), **sample_settings(cfg))
+    videos = animate_batch(frames, list(adapters), backbone, **combine_modes(cfg), **sample_settings(cfg))
     results = {}
     for path, frame, video in zip(paths, frames, videos):
         written = write_outputs(video, folder / path.stem, fps=cfg.fps)
@@ -276,15 +280,13 @@ def evaluate_combination(cfg: DictConfig, backbone, adapters: dict[str, Path], f
         print(f"multi-adapter step skipped: {motions} were not all trained in this run", flush=True)
         return None
     pairs = [(str(adapters[m]), w) for m, w in zip(motions, weights)]
-    videos = animate_batch(frames, pairs, backbone, lora_mode=cfg.combine.lora_mode,
-                           cfa_mode=str(cfg.combine.get("cfa_mode", "sum")), **sample_settings(cfg))
+    videos = animate_batch(frames, pairs, backbone, **combine_modes(cfg), **sample_settings(cfg))
     folder = Path(cfg.out_dir) / ("+".join(motions))
     write_clips(folder, videos, cfg.fps)
     return {
         "motions": motions,
         "weights": weights,
-        "lora_mode": cfg.combine.lora_mode,
-        "cfa_mode": str(cfg.combine.get("cfa_mode", "sum")),
+        **combine_modes(cfg),
         "n": len(videos),
         "predictions": dict(Counter(classify_motion(v) for v in videos)),
         **combined_components(videos, motions),

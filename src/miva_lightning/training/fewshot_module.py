@@ -227,10 +227,9 @@ class FewShotModule(L.LightningModule, abc.ABC):
         checkpoint[RNG_STATES_KEY] = capture_rng_states(self.noise_generator)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # without "state_dict", DeepSpeed restores the weights itself (`AdapterOnlyDeepSpeedStrategy`)
         saved, expected = set(checkpoint.get("state_dict", {})), self.trainable_state_keys()
-        missing, unexpected = expected - saved, saved - expected
-        if "state_dict" not in checkpoint:  # DeepSpeed restores the weights itself (`AdapterOnlyDeepSpeedStrategy`)
-            missing = unexpected = set()
+        missing, unexpected = (expected - saved, saved - expected) if "state_dict" in checkpoint else ((), ())
         if missing or unexpected:
             raise ValueError(
                 f"checkpoint does not match this {self.trained_part}: "

@@ -84,7 +84,7 @@ def _probabilities(motions: tuple[str, ...], weights: Mapping[str, float]) -> np
 
 
 class MotionWorldStream(IterableDataset):
-    """Fresh random training clips forever (uniform over `motions`, training scene seeds only).
+    """Fresh random training clips forever (uniform over `motions` unless `weights`, training scene seeds only).
 
     Deterministic from `seed`; each DataLoader worker draws its own stream (seeded by its id), so
     workers never repeat each other. `captions` replaces the caption of some motions (web-like
@@ -119,7 +119,7 @@ class MotionWorldStream(IterableDataset):
             yield self.draw(rng)
 
     def draw(self, rng: np.random.Generator) -> dict:
-        """One fresh clip: a uniform motion, a training scene seed, a random motion seed, from `rng`."""
+        """One fresh clip: a motion (uniform, or by `weights`), a training scene seed, a random motion seed, from `rng`."""
         if self.probabilities is None:
             motion = self.motions[int(rng.integers(len(self.motions)))]
         else:
